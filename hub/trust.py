@@ -297,16 +297,21 @@ class TrustStore:
         self._keys[court] = key
         return key
 
-    def _verify_chain(self, court: CourtCode, depth: int) -> Ed25519PublicKey:
+    def evidence_key(self, court: CourtCode) -> Ed25519PublicKey:
+        """The key a court's past seals verify with: chain checked, but revocation and validity
+        period ignored (a seal made before a revocation is still evidence of what was sent)."""
+        return self._verify_chain(court, depth=0, current=False)
+
+    def _verify_chain(self, court: CourtCode, depth: int, current: bool = True) -> Ed25519PublicKey:
         if depth > 8:
             raise TrustError(f"certificate chain of {court} is too long")
         cert = self._certs.get(court)
         if cert is None:
             raise TrustError(f"no certificate known for court {court}", reason="unknown_court")
-        if cert.serial in self._revoked:
+        if current and cert.serial in self._revoked:
             raise TrustError(f"certificate of {court} has been revoked", reason="revoked")
         now = self.clock.now_ms()
-        if not cert.not_before_ms <= now < cert.not_after_ms:
+        if current and not cert.not_before_ms <= now < cert.not_after_ms:
             raise TrustError(f"certificate of {court} is not valid now", reason="cert_expired")
         public = public_key_from_raw(cert.public_raw)
         if court == self.root.court:
@@ -315,7 +320,9 @@ class TrustStore:
             return public
         if not below(court, cert.issuer):
             raise TrustError(f"certificate of {court} was issued by {cert.issuer}, which is not above it")
-        issuer_key = self._keys.get(cert.issuer) or self._verify_chain(cert.issuer, depth + 1)
+        issuer_key = (self._keys.get(cert.issuer) if current else None) or self._verify_chain(
+            cert.issuer, depth + 1, current
+        )
         _verified(cert.token, issuer_key, f"certificate of {court}")
         return public
 

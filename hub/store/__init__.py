@@ -116,12 +116,20 @@ class Store:
 
     async def write(self, fn: WriteFn[T]) -> T:
         """Run ``fn(conn)`` in the writer's next transaction; returns after the commit."""
+        return await self.submit(fn)
+
+    def submit(self, fn: WriteFn[T]) -> asyncio.Future[T]:
+        """Queue ``fn`` now and return a future resolved after its commit.
+
+        Writes are committed in the order they are submitted, so a caller can queue several
+        (one per received batch) and await them in order without serialising their commits.
+        """
         if self._writer is None:
             raise StoreError("store writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, future, loop))
-        return await future
+        return future
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,101 @@
+"""The node's bus: NATS (JetStream) — embedded by default, or an external cluster by URL.
+
+The bus carries work and events; it is never the only copy of anything the node promised to keep
+(JetStream fsyncs lazily — DESIGN.md §7). Events are published after the store commit that caused
+them, on ``courthub.<court-token>.events.<name>``, and captured by a per-node JetStream stream so a
+late subscriber (a console, a worker) can replay them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+from hub.codes import CourtCode
+from hub.natsserver import EmbeddedNats
+
+log = logging.getLogger(__name__)
+
+
+def court_token(court: CourtCode | str) -> str:
+    """A NATS-subject-safe token for a court code: ASCII kept, other characters as u<hex>.
+
+    ``豫1402`` → ``u8c6b1402``; ``最高法`` → ``u6700u9ad8u6cd5``. Subjects stay ASCII whatever the
+    servers' and clients' handling of UTF-8.
+    """
+    return "".join(ch if ch.isascii() and ch.isalnum() else f"u{ord(ch):x}" for ch in str(court))
+
+
+class Bus:
+    def __init__(self, court: CourtCode, url: str, data_dir: Path) -> None:
+        self.court = court
+        self.token = court_token(court)
+        self.url = url
+        self.data_dir = data_dir
+        self.server: EmbeddedNats | None = None
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    @property
+    def events_stream(self) -> str:
+        return f"COURTHUB_EVENTS_{self.token}"
+
+    def subject(self, name: str) -> str:
+        return f"courthub.{self.token}.events.{name}"
+
+    async def start(self) -> None:
+        if not self.url:
+            self.server = await EmbeddedNats(self.data_dir).start_async()
+            self.url = self.server.url
+        self.nc = await nats.connect(self.url, name=f"court-hub {self.court}", max_reconnect_attempts=-1)
+        self.js = self.nc.jetstream()
+        await self.js.add_stream(
+            StreamConfig(
+                name=self.events_stream,
+                subjects=[f"courthub.{self.token}.events.>"],
+                storage=StorageType.FILE,
+                max_age=7 * 86_400,
+                max_msgs=1_000_000,
+            )
+        )
+        self._task = asyncio.create_task(self._publisher(), name="bus-publisher")
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """Queue an event for publication (never blocks the caller, never raises)."""
+        try:
+            self._queue.put_nowait((self.subject(name), json.dumps(data, ensure_ascii=False).encode()))
+        except asyncio.QueueFull:
+            self.dropped += 1  # events are notifications; the store holds the state
+
+    async def _publisher(self) -> None:
+        while True:
+            subject, body = await self._queue.get()
+            if self.nc is None:
+                continue
+            try:
+                await self.nc.publish(subject, body)
+            except Exception as exc:
+                log.warning("event %s not published: %s", subject, exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        if self.server is not None:
+            await self.server.stop_async()

@@ -1,0 +1,200 @@
+"""A node's home directory and its configuration file.
+
+One TOML file per node (``HOME/config.toml``), validated on load: a wrong key or value is a
+:class:`ConfigError` naming the file and the key. Any value can be overridden by an environment
+variable ``COURTHUB_<SECTION>__<KEY>`` (e.g. ``COURTHUB_STORE__URL``), which is how containers and
+scale-out workers point a node at PostgreSQL or a NATS cluster without editing the file.
+
+Secrets never live here: keys are separate 0600 files under ``HOME/keys``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.codes import CourtCode
+from hub.errors import ConfigError, InvalidCode
+
+ENV_PREFIX = "COURTHUB_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _court(value: str) -> str:
+    try:
+        return str(CourtCode.parse(value))
+    except InvalidCode as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"address {value!r} must be HOST:PORT")
+    return value
+
+
+class NodeSection(_Section):
+    court: str
+    name: str = Field(min_length=1, max_length=100)
+    listen: str
+    # The address children dial (defaults to `listen`); differs behind NAT or a proxy.
+    advertise: str = ""
+    root: bool = False
+
+    _court = field_validator("court")(_court)
+    _listen = field_validator("listen")(_address)
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, value: str) -> str:
+        return _address(value) if value else value
+
+
+class ParentSection(_Section):
+    court: str
+    address: str
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    _court = field_validator("court")(_court)
+    _address = field_validator("address")(_address)
+
+
+class TrustSection(_Section):
+    root: str = ""
+    certificate_days: int = Field(default=365, ge=1, le=3650)
+
+
+class StoreSection(_Section):
+    # SQLAlchemy URL; empty = SQLite file HOME/store.db.
+    url: str = ""
+
+
+class BusSection(_Section):
+    # NATS URL of an external cluster; empty = start the embedded nats-server.
+    nats_url: str = ""
+
+
+class FederationSection(_Section):
+    # How long inbox ids are kept for dedupe: longer than the longest outage to survive.
+    dedupe_retention_days: int = Field(default=30, ge=1, le=3650)
+    delivered_retention_days: int = Field(default=7, ge=0, le=3650)
+    chain_head_interval_s: float = Field(default=60.0, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+
+class AdminSection(_Section):
+    # Prometheus metrics and health over HTTP; empty = off.
+    metrics_listen: str = ""
+
+
+class Config(_Section):
+    node: NodeSection
+    parent: ParentSection | None = None
+    trust: TrustSection = TrustSection()
+    store: StoreSection = StoreSection()
+    bus: BusSection = BusSection()
+    federation: FederationSection = FederationSection()
+    admin: AdminSection = AdminSection()
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def court(self) -> CourtCode:
+        return CourtCode.parse(self.node.court)
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section == "home":
+            continue
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"environment {name}: section [{section}] is not a table")
+        data[section][key] = value
+    return data
+
+
+def _explain(exc: ValidationError, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return ConfigError(f"{source}: {where}: {first['msg']}")
+
+
+class Home:
+    """Paths inside a node's home directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser().resolve()
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def court_key(self) -> Path:
+        return self.path / "keys" / "court.key"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.path / "keys" / "tls.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.path / "tls.crt"
+
+    @property
+    def parent_cert(self) -> Path:
+        return self.path / "parent.crt"
+
+    @property
+    def database(self) -> Path:
+        return self.path / "store.db"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.path / "nats"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.path / "admin.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "node.pid"
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    def load(self, environ: dict[str, str] | None = None) -> Config:
+        if not self.config_file.exists():
+            raise ConfigError(f"{self.path} is not a node home (no config.toml); run `court-hub init` first")
+        try:
+            data = tomllib.loads(self.config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.config_file}: not valid TOML: {exc}") from None
+        data = _apply_env(data, dict(os.environ) if environ is None else environ)
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            raise _explain(exc, str(self.config_file)) from None
+
+    def save(self, config: Config) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        data = config.model_dump(exclude_none=True)
+        tmp = self.config_file.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.config_file)
+
+    def store_url(self, config: Config) -> str:
+        return config.store.url or f"sqlite:///{self.database}"

@@ -1,0 +1,139 @@
+"""The parent side of links: the LinkService (Connect handshake, Enroll).
+
+Connect takes raw bytes (no generated deserializer) so that every frame — including garbage and
+oversized ones — reaches ``decode_frame``, which refuses it with a clear error that is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from hub.codes import CourtCode
+from hub.errors import CourtHubError, InvalidCode, InvalidInput, TrustError
+from hub.federation.link import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, LinkSession, decode_frame
+from hub.proto.courthub.v1 import link_pb2 as lpb
+from hub.seal import seal, verify
+from hub.trust import CourtCertificate
+
+if TYPE_CHECKING:
+    from hub.node import Node
+
+HANDSHAKE_TIMEOUT_S = 10.0
+SERVICE = "courthub.v1.LinkService"
+
+
+def auth_content(nonce: bytes, parent: CourtCode, child: CourtCode) -> bytes:
+    """What the child signs to prove it holds its certified key, bound to this link."""
+    return b"courthub-link-auth\x00" + nonce + str(parent).encode() + b"\x00" + str(child).encode()
+
+
+class LinkServer:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Connect": grpc.stream_stream_rpc_method_handler(
+                    self.connect, request_deserializer=None, response_serializer=lpb.ConnectResponse.SerializeToString
+                ),
+                "Enroll": grpc.unary_unary_rpc_method_handler(
+                    self.enroll, request_deserializer=None, response_serializer=lpb.EnrollResponse.SerializeToString
+                ),
+            },
+        )
+
+    # -- Enroll --------------------------------------------------------------------------------
+    async def enroll(self, raw: bytes, context: grpc.aio.ServicerContext) -> lpb.EnrollResponse:
+        try:
+            req = lpb.EnrollRequest.FromString(raw)
+        except DecodeError:
+            raise InvalidInput("enroll request is not a valid EnrollRequest", reason="malformed_frame") from None
+        try:
+            return await self.node.enroll_child(req)
+        except CourtHubError as exc:
+            await self.node.audit_event("enroll_refused", req.court[:16], exc.reason, exc.message)
+            raise
+
+    # -- Connect -------------------------------------------------------------------------------
+    async def connect(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        node = self.node
+        peer = context.peer()
+
+        async def send(frame: lpb.Frame) -> None:
+            await context.write(lpb.ConnectResponse(frame=frame))
+
+        frames = _decoded(requests)
+        child = None
+        try:
+            child = await asyncio.wait_for(self._handshake(frames, send), HANDSHAKE_TIMEOUT_S)
+        except (CourtHubError, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, CourtHubError) else "handshake_timeout"
+            message = exc.message if isinstance(exc, CourtHubError) else "no complete handshake in time"
+            await node.audit_event("link_refused", peer[:64], reason, message)
+            await send(lpb.Frame(error=lpb.LinkError(reason=reason, message=message)))
+            return
+        session = LinkSession(node, child, True, send, node.clock.now_ms)
+        node.attach(session)
+        try:
+            await session.run(frames)
+        except CourtHubError as exc:
+            await node.audit_event("link_closed", str(child), exc.reason, exc.message)
+            await send(lpb.Frame(error=lpb.LinkError(reason=exc.reason, message=exc.message)))
+        finally:
+            node.detach(session)
+
+    async def _handshake(self, frames: AsyncIterator[lpb.Frame], send: object) -> CourtCode:
+        node = self.node
+        first = await anext(frames)
+        if first.WhichOneof("body") != "hello":
+            raise InvalidInput("the first frame on a link must be hello", reason="protocol_error")
+        hello = first.hello
+        if hello.protocol_version < MIN_PROTOCOL_VERSION or hello.min_protocol_version > PROTOCOL_VERSION:
+            raise InvalidInput(
+                f"child speaks link protocol {hello.min_protocol_version}..{hello.protocol_version}; "
+                f"this node speaks {MIN_PROTOCOL_VERSION}..{PROTOCOL_VERSION}",
+                reason="version_unsupported",
+            )
+        try:
+            child = CourtCode.parse(hello.court)
+        except InvalidCode as exc:
+            raise InvalidInput(f"hello: {exc}", reason="protocol_error") from None
+        if child not in node.router.children:
+            raise TrustError(f"{child} is not enrolled under {node.me}", reason="not_enrolled")
+        cert = CourtCertificate.parse(hello.certificate)
+        if cert.court != child:
+            raise TrustError(f"hello from {child} carries the certificate of {cert.court}", reason="bad_certificate")
+        known = node.trust.certificate(child)
+        if known is None or known.token != cert.token:
+            raise TrustError(f"{child} presented a certificate this node did not issue", reason="bad_certificate")
+        public = node.trust.public_key(child)  # raises when revoked or expired
+        nonce = os.urandom(32)
+        version = min(PROTOCOL_VERSION, hello.protocol_version)
+        assert callable(send)
+        await send(lpb.Frame(challenge=lpb.Challenge(nonce=nonce, court=str(node.me), protocol_version=version)))
+        reply = await anext(frames)
+        if reply.WhichOneof("body") != "auth":
+            raise InvalidInput("expected auth after challenge", reason="protocol_error")
+        verify(reply.auth.signature, auth_content(nonce, node.me, child), public, kid=str(child))
+        await send(lpb.Frame(welcome=lpb.Welcome(court=str(node.me), protocol_version=version)))
+        return child
+
+
+async def _decoded(requests: AsyncIterator[bytes]) -> AsyncIterator[lpb.Frame]:
+    async for raw in requests:
+        yield decode_frame(raw, lpb.ConnectRequest)
+
+
+def sign_auth(node_key: object, nonce: bytes, parent: CourtCode, child: CourtCode) -> str:
+    from hub.keys import CourtKey
+
+    assert isinstance(node_key, CourtKey)
+    return seal(node_key, str(child), auth_content(nonce, parent, child))

@@ -1,0 +1,82 @@
+"""Background upkeep of a running node: chain heads to the parent, pruning by retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete
+
+from hub.audit import head
+from hub.federation.envelope import Target
+from hub.federation.exchange import Delivery
+from hub.proto.courthub.v1 import payloads_pb2 as ppb
+from hub.store.schema import chain_heads, inbox, outbox
+
+if TYPE_CHECKING:
+    from hub.node import Node
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+
+
+def maintenance_tasks(node: Node) -> list[asyncio.Task[Any]]:
+    tasks = [asyncio.create_task(_prune_loop(node), name="prune")]
+    if node.router.parent is not None:
+        tasks.append(asyncio.create_task(_chain_head_loop(node), name="chain-head"))
+    return tasks
+
+
+async def send_chain_head(node: Node) -> str:
+    seq, digest = await node.store.read(head)
+    payload = ppb.ChainHeadPayload(seq=seq, hash=digest, at_ms=node.clock.now_ms())
+    assert node.router.parent is not None
+    eid, _ = await node.exchange.originate("chain_head", Target.to_court(node.router.parent), payload)
+    return eid
+
+
+async def _chain_head_loop(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.config.federation.chain_head_interval_s)
+        try:
+            await send_chain_head(node)
+        except Exception as exc:
+            log.warning("chain head not sent: %s", exc)
+
+
+def record_chain_head(delivery: Delivery) -> None:
+    """A child's signed audit chain head: keep the latest, refuse one that goes backwards."""
+    p = delivery.payload
+    assert isinstance(p, ppb.ChainHeadPayload)
+    court = str(delivery.opened.origin)
+    conn = delivery.conn
+    row = conn.execute(chain_heads.select().where(chain_heads.c.court == court)).first()
+    if row is not None and row.seq > p.seq:
+        delivery.event("audit.chain_regressed", {"court": court, "had": row.seq, "got": p.seq})
+        log.warning("chain head of %s went backwards (%s → %s): history rewritten?", court, row.seq, p.seq)
+    values = {"seq": p.seq, "hash": p.hash, "at_ms": p.at_ms, "envelope_id": delivery.opened.id}
+    if row is None:
+        conn.execute(chain_heads.insert().values(court=court, **values))
+    else:
+        conn.execute(chain_heads.update().where(chain_heads.c.court == court).values(**values))
+
+
+async def _prune_loop(node: Node) -> None:
+    fed = node.config.federation
+    while True:
+        now = node.clock.now_ms()
+
+        def prune(conn: Connection, now: int = now) -> None:
+            conn.execute(delete(inbox).where(inbox.c.received_at_ms < now - fed.dedupe_retention_days * DAY_MS))
+            conn.execute(
+                delete(outbox).where(
+                    outbox.c.state != "pending", outbox.c.done_at_ms < now - fed.delivered_retention_days * DAY_MS
+                )
+            )
+
+        try:
+            await node.store.write(prune)
+        except Exception as exc:
+            log.warning("pruning failed: %s", exc)
+        await asyncio.sleep(3600)

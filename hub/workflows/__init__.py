@@ -1,0 +1,1 @@
+"""Enforcement workflows: persisted state machines whose transitions travel as envelopes."""
