@@ -11,21 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
+from hub import provision
 from hub.cli.client import call, with_admin
 from hub.cli.output import console, emit_json, fail, table
-from hub.clock import SystemClock
 from hub.codes import CourtCode
-from hub.config import Config, Home, NodeSection, TrustSection
-from hub.federation.enrollment import join as join_parent
-from hub.federation.enrollment import record_token
-from hub.federation.topology import save_certificate
-from hub.keys import CourtKey
+from hub.config import Home
 from hub.proto.courthub.v1 import admin_pb2 as apb
-from hub.store import Store
-from hub.tls import fingerprint_pem, generate_self_signed
-from hub.trust import CourtCertificate, issue_certificate, issue_join_token
 
 HomeOpt = Annotated[
     Path,
@@ -45,12 +37,6 @@ def parse_ttl(text: str) -> int:
     return seconds
 
 
-def open_store(home: Home, config: Config) -> Store:
-    store = Store(home.store_url(config))
-    store.migrate()
-    return store
-
-
 def init(
     home: HomeOpt,
     court: Annotated[str, typer.Option(help="Court code (法院代字), e.g. 豫1402.")],
@@ -61,28 +47,9 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a node: keys (0600), TLS certificate, config and store."""
+    config, fingerprint = provision.init_node(home, court, name, listen, root=root, advertise=advertise)
     h = Home(home)
-    if h.exists():
-        fail(f"{h.path} already holds a node (config.toml exists); choose another --home")
-    try:
-        code = CourtCode.parse(court)
-        node = NodeSection(court=str(code), name=name, listen=listen, advertise=advertise, root=root)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"--{first['loc'][0]}: {first['msg']}")
-    config = Config(node=node, trust=TrustSection(root=str(code) if root else ""))
-    key = CourtKey.generate()
-    key.save(h.court_key)
-    fingerprint = generate_self_signed(str(code), h.tls_cert, h.tls_key)
-    h.save(config)
-    store = open_store(h, config)
-    try:
-        if root:
-            clock = SystemClock()
-            token = issue_certificate(key, code, code, name, key.public_raw, clock.now_ms(), days=3650)
-            store.write_sync(lambda conn: save_certificate(conn, CourtCertificate.parse(token)))
-    finally:
-        store.close()
+    code = config.court
     result = {"court": str(code), "name": name, "home": str(h.path), "root": root, "tls_fingerprint": fingerprint}
     if json_out:
         emit_json(result)
@@ -100,26 +67,8 @@ def token(
     json_out: JsonOpt = False,
 ) -> None:
     """Print a one-time join token for a child court."""
-    h = Home(home)
-    config = h.load()
     seconds = parse_ttl(ttl)
-    key = CourtKey.load(h.court_key)
-    store = open_store(h, config)
-    try:
-        clock = SystemClock()
-        address = config.node.advertise or config.node.listen
-        tok = issue_join_token(
-            key,
-            config.court,
-            CourtCode.parse(child),
-            address,
-            fingerprint_pem(h.tls_cert.read_bytes()),
-            clock.now_ms(),
-            seconds,
-        )
-        record_token(store, tok, clock.now_ms())
-    finally:
-        store.close()
+    tok = provision.issue_token(home, child, seconds)
     if json_out:
         emit_json({"token": tok.token, "child": str(tok.child), "expires_in_s": seconds})
     else:
@@ -132,16 +81,8 @@ def join(
     json_out: JsonOpt = False,
 ) -> None:
     """Enroll this node under its parent (the parent must be running)."""
-    h = Home(home)
-    config = h.load()
-    if config.parent is not None:
-        fail(f"{config.court} is already enrolled under {config.parent.court}")
-    key = CourtKey.load(h.court_key)
-    store = open_store(h, config)
-    try:
-        parent = asyncio.run(join_parent(h, store, key, token, config.node.name, config.node.listen))
-    finally:
-        store.close()
+    parent = asyncio.run(provision.join(home, token))
+    config = Home(home).load()
     if json_out:
         emit_json({"court": str(config.court), "parent": parent.court, "address": parent.address})
     else:

@@ -8,7 +8,7 @@ import typer
 
 from hub.audit import verify as verify_chain
 from hub.cli.client import call, with_admin
-from hub.cli.node_cmds import HomeOpt, JsonOpt, open_store
+from hub.cli.node_cmds import HomeOpt, JsonOpt
 from hub.cli.output import console, emit_json, fail, table
 from hub.clock import SystemClock
 from hub.codes import CaseNumber, CourtCode
@@ -17,6 +17,7 @@ from hub.federation.envelope import open_envelope
 from hub.federation.topology import load_trust
 from hub.proto.courthub.v1 import admin_pb2 as apb
 from hub.proto.courthub.v1 import envelope_pb2 as epb
+from hub.provision import open_store
 from hub.seal import verify as verify_seal
 from hub.workflows.directives import LEVEL_NAMES, LEVELS
 

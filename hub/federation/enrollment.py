@@ -80,7 +80,8 @@ async def enroll_child(node: Node, req: lpb.EnrollRequest) -> lpb.EnrollResponse
     await node.store.write(spend)
     node.trust.add_certificate(cert_token)
     node.router.children.add(court)
-    node.announce_soon(up=True)
+    # Every node must learn the new certificate to verify the newcomer's seals: both ways.
+    node.announce_soon(up=True, down=True)
     return lpb.EnrollResponse(certificate=cert_token, chain=certificate_chain(node))
 
 

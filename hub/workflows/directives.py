@@ -54,7 +54,9 @@ class Directives:
     ) -> tuple[str, list[str]]:
         me = self.node.me
         validate(title, body, level)
-        if not below(to, me):
+        # A subtree broadcast may start at this court itself (every court below it receives it).
+        allowed = to.is_within(me) if subtree else below(to, me)
+        if not allowed:
             raise AuthorityError(
                 f"{me} may send directives only to courts below it; {to} is not", reason="wrong_direction"
             )
