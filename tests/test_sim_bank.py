@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from plugins.agency.errors import AgencyRefused
+from plugins.agency.errors import AgencyRefused, AgencyUnavailable
 from plugins.agency.model import ControlCode, MeasureStatus, Outcome, Subject
 from plugins.agency.sim import SimulatorProcess
 from plugins.agency.subjects import SeededSubject, subject_by_role
@@ -201,6 +201,29 @@ async def test_same_request_id_applies_once(bank: BankClient) -> None:
     assert await bank.control(d) == await bank.control(d)
     acc = next(a for a in (await bank.inquire(HERE, subj(RICH))).accounts if a.account_no == BIG.asset_id)
     assert acc.balance_fen == BIG_BALANCE - 100_000
+
+
+async def test_lost_reply_retried_with_the_same_request_id_applies_once(bank: BankClient) -> None:
+    o = order("01", HERE, subj(RICH), asset_id=BIG.asset_id, amount_fen=300_000, term_days=365)
+    await bank.set_fault("drop_reply", count=1)
+    with pytest.raises(AgencyUnavailable, match="reply_lost"):
+        await bank.control(o)  # processed, but the answer never arrived
+    res = await bank.control(o)  # the retry gets the stored first answer
+    assert res.outcome is Outcome.CONTROLLED and res.controlled_amount_fen == 300_000
+    acc = next(a for a in (await bank.inquire(HERE, subj(RICH))).accounts if a.account_no == BIG.asset_id)
+    assert acc.frozen_fen == 300_000 and len(acc.measures) == 1
+
+
+async def test_per_request_fault_header(bank_proc: SimulatorProcess) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(bank_proc.url + "/health", headers={"X-Sim-Fault": "error"}) as resp:
+            assert resp.status == 503 and (await resp.json())["error"]["reason"] == "injected_fault"
+        async with http.get(bank_proc.url + "/health", headers={"X-Sim-Fault": "bogus"}) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["reason"] == "invalid_fault"
+        async with http.get(bank_proc.url + "/health") as resp:
+            assert resp.status == 200
 
 
 async def test_same_request_id_different_body_is_a_conflict(bank: BankClient) -> None:

@@ -252,7 +252,8 @@ class AgencyClient:
         return await self.get("/admin/clock", ClockState.parse)
 
     async def set_fault(self, mode: str, *, delay_ms: int = 0, count: int | None = None) -> None:
-        """Fault mode for the next requests: normal, slow, hang, error, garbage (see server docs)."""
+        """Fault mode for the next requests: normal, slow, hang, error, garbage, drop_reply
+        (see :mod:`plugins.agency.server`)."""
         body: dict[str, Any] = {"mode": mode, "delay_ms": delay_ms}
         if count is not None:
             body["count"] = count

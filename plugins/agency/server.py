@@ -19,10 +19,14 @@ does the rest:
   reads it. Term lapse (到期失效) is evaluated against this clock before every request, so tests
   jump a year ahead instead of sleeping.
 * **Fault modes** for fault tests: ``POST /admin/fault`` ``{"mode": "normal"|"slow"|"hang"|"error"|
-  "garbage", "delay_ms": int, "count": int|null}`` — ``slow`` answers after ``delay_ms``; ``hang``
-  never answers (the client must time out); ``error`` answers 503; ``garbage`` answers 200 with a
-  body that is not valid JSON. ``count`` limits it to the next N requests (null: until reset). Faults
-  apply to every route except ``/admin/*``. A fixed ``delay_ms`` for all answers is a start option.
+  "garbage"|"drop_reply", "delay_ms": int, "count": int|null}`` — ``slow`` answers after
+  ``delay_ms``; ``hang`` never answers (the client must time out); ``error`` answers 503 without
+  processing; ``garbage`` answers 200 with a body that is not valid JSON; ``drop_reply`` *processes*
+  the request (effects committed) and then answers 503 ``reply_lost`` — the lost-reply case a retry
+  with the same request id must survive. ``count`` limits it to the next N requests (null: until
+  reset). A single request can carry its own fault instead: header ``X-Sim-Fault: MODE[:DELAY_MS]``
+  (e.g. ``slow:1500``). Faults apply to every route except ``/admin/*``. A fixed ``delay_ms`` for
+  all answers is a start option.
 * ``POST /admin/reset`` ``{"now_ms"|"now"?}`` — drop the store and seed it again (test isolation
   against one running process); the clock restarts pinned at ``now`` (or wall-clock time).
 * ``GET /health``, ``GET /v1/info``, ``GET /admin/subjects`` (the seeded people and their assets).
@@ -58,6 +62,8 @@ from plugins.agency.model import REQUEST_ID_PATTERN, CourtInfo, Subject
 from plugins.agency.synth import population
 
 log = logging.getLogger("courthub.agency.sim")
+
+FAULT_HEADER = "X-Sim-Fault"
 
 API_VERSION = 1
 DAY_MS = 86_400_000
@@ -138,7 +144,7 @@ class FaultState:
     delay_ms: int = 0
     remaining: int | None = None  # None: until reset
 
-    MODES: ClassVar[tuple[str, ...]] = ("normal", "slow", "hang", "error", "garbage")
+    MODES: ClassVar[tuple[str, ...]] = ("normal", "slow", "hang", "error", "garbage", "drop_reply")
 
     def take(self) -> tuple[str, int]:
         """The fault to apply to the next request (and count it down)."""
@@ -471,25 +477,34 @@ class SimulatorServer:
                 return _error(413, "body_too_large", "request body is larger than 1 MiB")
             return _error(exc.status, "http_error", exc.reason)
 
-    async def _apply_faults(self) -> web.Response | None:
-        mode, delay = self.fault.take()
+    async def _apply_faults(self, request: web.Request) -> tuple[web.Response | None, bool]:
+        """Apply the fault for this request: ``(early response or None, drop the real reply)``."""
+        header = request.headers.get(FAULT_HEADER)
+        if header:
+            mode, _, arg = header.partition(":")
+            if mode not in FaultState.MODES or (arg and not arg.isdigit()):
+                return _error(400, "invalid_fault", f"{FAULT_HEADER} must be MODE[:DELAY_MS], got {header!r}"), False
+            delay = int(arg or 0)
+        else:
+            mode, delay = self.fault.take()
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000)
         if mode == "slow":
             await asyncio.sleep(delay / 1000)
         elif mode == "hang":
             await self._hang.wait()
-            return _error(503, "shutting_down", "simulator is stopping")
+            return _error(503, "shutting_down", "simulator is stopping"), False
         elif mode == "error":
-            return _error(503, "injected_fault", "simulated agency outage (fault mode 'error')")
+            return _error(503, "injected_fault", "simulated agency outage (fault mode 'error')"), False
         elif mode == "garbage":
-            return web.Response(text='{"this is": not json', status=200, content_type="application/json")
-        return None
+            return web.Response(text='{"this is": not json', status=200, content_type="application/json"), False
+        return None, mode == "drop_reply"
 
     def _wrap(self, handler: Handler, *, effectful: bool, faults: bool) -> Callable[[web.Request], Any]:
         async def endpoint(request: web.Request) -> web.Response:
+            drop_reply = False
             if faults:
-                faulty = await self._apply_faults()
+                faulty, drop_reply = await self._apply_faults(request)
                 if faulty is not None:
                     return faulty
             raw: Any = {}
@@ -501,7 +516,10 @@ class SimulatorServer:
                     return _error(400, "invalid_json", f"request body is not valid JSON: {exc}")
                 if not isinstance(raw, dict):
                     return _error(400, "invalid_json", "request body must be a JSON object")
-            return self._run(request, handler, raw, effectful)
+            response = self._run(request, handler, raw, effectful)
+            if drop_reply:
+                return _error(503, "reply_lost", "simulated lost reply: the request WAS processed (fault 'drop_reply')")
+            return response
 
         return endpoint
 

@@ -315,6 +315,8 @@ class PublicSecurityAgency(Agency):
         if action == "lift":
             if control_id is None:
                 raise body.fail("control_id", "is required to lift a border control")
+            if term_days is not None:
+                raise body.fail("term_days", "is only used with action 'apply'")
             row = call.conn.execute("SELECT * FROM border_controls WHERE control_id = ?", (control_id,)).fetchone()
             if row is None or row["id_no"] != subject.id_no:
                 raise Refused(
