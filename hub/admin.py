@@ -34,6 +34,8 @@ class AdminService(agrpc.AdminServiceServicer):
             "directive.list": self._directive_list,
             "revoke": self._revoke,
             "chain_head.send": self._chain_head,
+            "bench.emit": node.bench.emit,
+            "bench.stats": node.bench.stats,
         }
 
     def register(self, name: str, operation: Operation) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, func, select
 
 from hub.audit import AuditLog
 from hub.audit import head as audit_head
+from hub.bench.probe import BenchProbe
 from hub.bus import Bus
 from hub.clock import Clock, SystemClock, iso
 from hub.codes import CourtCode
@@ -89,6 +90,7 @@ class Node:
         self.exchange.handle("chain_head", self._on_chain_head)
         self.pinger = Pinger(self)
         self.directives = Directives(self)
+        self.bench = BenchProbe(self)
         await self.bus.start()
         await self._start_link_server()
         from hub.admin import start_admin_server

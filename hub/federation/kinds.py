@@ -59,4 +59,4 @@ PING = register(KindSpec("ping", pb.PingPayload, True, True, Authority.ANY, Fals
 PONG = register(KindSpec("pong", pb.PongPayload, True, True, Authority.ANY, False))
 CHAIN_HEAD = register(KindSpec("chain_head", pb.ChainHeadPayload, True, False, Authority.UPWARD, False))
 # Load generator for `court-hub bench`: stored and acked like any envelope, no receipt.
-BENCH = register(KindSpec("bench", pb.PingPayload, True, True, Authority.ANY, False))
+BENCH = register(KindSpec("bench", pb.BenchPayload, True, True, Authority.ANY, False))

@@ -171,3 +171,29 @@ class ChainHeadPayload(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChainHeadPayload: _TypeAlias = ChainHeadPayload  # noqa: Y015
+
+@_typing.final
+class BenchPayload(_message.Message):
+    """kind "bench": load for `court-hub bench`; stored and acked like any envelope, never answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENT_AT_US_FIELD_NUMBER: _builtins.int
+    PAD_FIELD_NUMBER: _builtins.int
+    sent_at_us: _builtins.int
+    """Microseconds since the epoch when the origin built it (one-way latency on one machine)."""
+    pad: _builtins.bytes
+    """Filler to reach the benchmark's message size."""
+    def __init__(
+        self,
+        *,
+        sent_at_us: _builtins.int = ...,
+        pad: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pad", b"pad", "sent_at_us", b"sent_at_us"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BenchPayload: _TypeAlias = BenchPayload  # noqa: Y015
