@@ -18,7 +18,7 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.errors import TrustError
+from hub.errors import CourtHubError, TrustError
 from hub.keys import CourtKey, b64url, b64url_decode
 
 SEAL_TYPE = "courthub-seal+jws"
@@ -35,7 +35,8 @@ def _parse_protected(protected: str) -> str:
     """Validate a protected header once per distinct value; returns its kid."""
     try:
         header = json.loads(b64url_decode(protected))
-    except (ValueError, UnicodeDecodeError):
+    except (CourtHubError, ValueError, UnicodeDecodeError, RecursionError):
+        # Anything a peer can put here must end as a refusal, never as another exception.
         raise TrustError("seal protected header is not base64url JSON", reason="bad_seal") from None
     if not isinstance(header, dict) or header.get("alg") != "EdDSA":
         raise TrustError("seal algorithm must be EdDSA", reason="bad_seal")

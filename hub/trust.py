@@ -271,7 +271,8 @@ class TrustStore:
         self.clock = clock
         self._certs: dict[CourtCode, CourtCertificate] = {root.court: root}
         self._revoked: dict[str, Revocation] = {}
-        self._keys: dict[CourtCode, Ed25519PublicKey] = {}
+        # Verified keys with the instant their whole chain stops being valid.
+        self._keys: dict[CourtCode, tuple[Ed25519PublicKey, int]] = {}
 
     # -- queries -------------------------------------------------------------------------------
     def certificate(self, court: CourtCode) -> CourtCertificate | None:
@@ -288,21 +289,19 @@ class TrustStore:
         return cert is not None and cert.serial in self._revoked
 
     def public_key(self, court: CourtCode) -> Ed25519PublicKey:
-        key = self._keys.get(court)
-        if key is not None:
-            cert = self._certs[court]
-            if cert.not_after_ms > self.clock.now_ms():
-                return key
-        key = self._verify_chain(court, depth=0)
-        self._keys[court] = key
+        cached = self._keys.get(court)
+        if cached is not None and cached[1] > self.clock.now_ms():
+            return cached[0]
+        key, _ = self._verify_chain(court, depth=0)
         return key
 
     def evidence_key(self, court: CourtCode) -> Ed25519PublicKey:
         """The key a court's past seals verify with: chain checked, but revocation and validity
         period ignored (a seal made before a revocation is still evidence of what was sent)."""
-        return self._verify_chain(court, depth=0, current=False)
+        return self._verify_chain(court, depth=0, current=False)[0]
 
-    def _verify_chain(self, court: CourtCode, depth: int, current: bool = True) -> Ed25519PublicKey:
+    def _verify_chain(self, court: CourtCode, depth: int, current: bool = True) -> tuple[Ed25519PublicKey, int]:
+        """The court's key and until when its whole chain stays valid (cached when ``current``)."""
         if depth > 8:
             raise TrustError(f"certificate chain of {court} is too long")
         cert = self._certs.get(court)
@@ -317,14 +316,21 @@ class TrustStore:
         if court == self.root.court:
             if cert.token != self.root.token:
                 raise TrustError(f"certificate of root {court} does not match the pinned anchor")
-            return public
+            if current:
+                self._keys[court] = (public, cert.not_after_ms)
+            return public, cert.not_after_ms
         if not below(court, cert.issuer):
             raise TrustError(f"certificate of {court} was issued by {cert.issuer}, which is not above it")
-        issuer_key = (self._keys.get(cert.issuer) if current else None) or self._verify_chain(
-            cert.issuer, depth + 1, current
-        )
+        cached = self._keys.get(cert.issuer) if current else None
+        if cached is not None and cached[1] > now:
+            issuer_key, issuer_until = cached
+        else:
+            issuer_key, issuer_until = self._verify_chain(cert.issuer, depth + 1, current)
         _verified(cert.token, issuer_key, f"certificate of {court}")
-        return public
+        until = min(cert.not_after_ms, issuer_until)
+        if current:
+            self._keys[court] = (public, until)
+        return public, until
 
     # -- updates -------------------------------------------------------------------------------
     def add_certificate(self, token: str) -> CourtCertificate:

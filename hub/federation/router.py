@@ -92,6 +92,9 @@ class Router:
             return Plan(local=True)
         if self.parent is None:
             return Plan(error=f"no court above {self.me} offers {capability}", reason="no_capability")
+        if from_hop == self.parent:
+            # Capability requests travel upward only; one from above that we cannot serve is misrouted.
+            return Plan(error=f"{capability} sent down to {self.me}, which does not offer it", reason="misrouted")
         return Plan(hops=(self.parent,))
 
 
