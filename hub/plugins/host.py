@@ -336,12 +336,20 @@ class PluginHost:
         self._others[name] = PluginStatus(name, state, source, message, info=info)
 
     def register(self, plugin: object, *, source: str = "registered") -> str | None:
-        """Register one plugin object (module, class instance).
+        """Register one plugin object: a module, an instance, or a class (instantiated without
+        arguments, so an entry point may name the class).
 
         Returns its name, or None when it is blocked or disabled by configuration. Raises
         :class:`PluginRefused` naming the plugin and the problem; the refusal is also listed.
         """
         label = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if inspect.isclass(plugin):
+            try:
+                plugin = plugin()
+            except Exception as exc:
+                problem = f"plugin {label!r}: instantiating {label}() failed: {type(exc).__name__}: {_describe(exc)}"
+                self._others[label] = PluginStatus(label, "refused", source, problem)
+                raise PluginRefused(problem) from None
         try:
             info = self._read_info(plugin, label)
         except PluginRefused as exc:
@@ -473,6 +481,19 @@ class PluginHost:
     def _invalidate(self) -> None:
         for loaded in self._plugins.values():
             loaded.callers.clear()
+
+    def hook(self, plugin: str, hook: str) -> pluggy.HookCaller:
+        """The hook caller of ``hook`` restricted to ``plugin`` (no timeout, no validation: for the
+        conformance kit and diagnostics; the node uses the ``call_*`` methods)."""
+        if plugin not in self._plugins:
+            raise PluginFailure("unavailable", "no such plugin on this host", plugin=plugin, hook=hook)
+        return self._caller(plugin, hook)
+
+    def plugin(self, name: str) -> object:
+        """The registered plugin object (for the conformance kit and tests)."""
+        if name not in self._plugins:
+            raise PluginFailure("unavailable", "no such plugin on this host", plugin=name, hook="plugin")
+        return self._plugins[name].obj
 
     def _caller(self, name: str, hook: str) -> pluggy.HookCaller:
         loaded = self._plugins[name]
