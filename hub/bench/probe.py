@@ -28,7 +28,7 @@ class BenchProbe:
         self.received = 0
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=100_000)
         self._tasks: set[asyncio.Task[None]] = set()
-        node.exchange.handle("bench", self._on_bench)
+        node.exchange.handle("bench", self._on_bench, writes=False)
 
     def _on_bench(self, delivery: Delivery) -> None:
         payload = delivery.payload

@@ -12,6 +12,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from google.protobuf.message import DecodeError, Message
 
@@ -99,6 +100,12 @@ class Opened:
         return self.envelope.SerializeToString()
 
 
+@lru_cache(maxsize=8192)
+def _court(text: str) -> CourtCode:
+    """Court codes repeat endlessly on a link; parse each distinct one once."""
+    return CourtCode.parse(text)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -138,9 +145,9 @@ def _target(dest: epb.Destination, eid: str) -> Target:
     which = dest.WhichOneof("target")
     try:
         if which == "court":
-            return Target.to_court(CourtCode.parse(dest.court))
+            return Target.to_court(_court(dest.court))
         if which == "subtree":
-            return Target.to_subtree(CourtCode.parse(dest.subtree))
+            return Target.to_subtree(_court(dest.subtree))
         if which == "capability":
             return Target.to_capability(dest.capability)
     except InvalidInput as exc:
@@ -170,7 +177,7 @@ def open_envelope(envelope: epb.Envelope) -> Opened:
     if spec is None:
         raise EnvelopeError(f"envelope {eid}: unknown kind {header.kind[:40]!r}", reason="unknown_kind")
     try:
-        origin = CourtCode.parse(header.origin)
+        origin = _court(header.origin)
     except InvalidCode as exc:
         raise EnvelopeError(f"envelope {eid}: origin: {exc}") from None
     if header.created_at_ms <= 0:

@@ -20,8 +20,8 @@ class Pinger:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._waiting: dict[str, asyncio.Future[int]] = {}
-        node.exchange.handle("ping", self._on_ping)
-        node.exchange.handle("pong", self._on_pong)
+        node.exchange.handle("ping", self._on_ping, writes=False)
+        node.exchange.handle("pong", self._on_pong, writes=False)
 
     def _on_ping(self, delivery: Delivery) -> None:
         ping = delivery.payload
