@@ -536,6 +536,28 @@ class JobQueue:
             )
         return report
 
+    async def bus_status(self, plugins: Iterable[str]) -> dict[str, Any]:
+        """Queue depths on the bus (for status and metrics): per plugin consumer, messages not yet
+        delivered, delivered but unacked, redelivered; and the dead-letter stream's size."""
+        consumers: dict[str, Any] = {}
+        for plugin in plugins:
+            try:
+                info = await self.js.consumer_info(jobs_stream(self.node_code), consumer_name(plugin))
+            except Exception as exc:
+                consumers[plugin] = {"error": str(exc)}
+                continue
+            consumers[plugin] = {
+                "pending": info.num_pending,
+                "ack_pending": info.num_ack_pending,
+                "redelivered": info.num_redelivered,
+                "waiting_pulls": info.num_waiting,
+            }
+        try:
+            dead = (await self.js.stream_info(dead_stream(self.node_code))).state.messages
+        except Exception:
+            dead = None
+        return {"consumers": consumers, "dead_letter_messages": dead}
+
     async def _consumer_idle(self, plugin: str) -> bool:
         try:
             info = await self.js.consumer_info(jobs_stream(self.node_code), consumer_name(plugin))
@@ -703,7 +725,12 @@ class Worker:
         """Consume until ``stop`` is set, then let the calls in flight finish (bounded by their
         timeouts) and return. Unacked messages are redelivered to other workers."""
         await ensure_streams(self.js, self.node_code, self.plugins, self.policy)
-        loops = [asyncio.create_task(self._consume(p, stop), name=f"worker-{p}") for p in self.plugins]
+        if not self.plugins:
+            log.warning("worker %s: no active plugins to consume for", self.worker_id)
+        loops: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._consume(p, stop), name=f"worker-{p}") for p in self.plugins
+        ]
+        loops.append(asyncio.create_task(stop.wait(), name="worker-stop"))
         try:
             await asyncio.gather(*loops)
         finally:
@@ -741,6 +768,10 @@ class Worker:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                except Exception as exc:  # reconnecting, server restarting …: try again shortly
+                    log.warning("worker: fetch for %s failed: %s", plugin, exc)
+                    await asyncio.sleep(min(self.fetch_timeout_s, 1.0))
+                    continue
                 for msg in msgs:
                     in_flight += 1
                     task = asyncio.create_task(handle(msg))

@@ -67,7 +67,8 @@ NODE = "豫1402"
 CASE = "（2024）豫1402执123号"
 COURT = CourtInfo(court_code=NODE, court_name="商丘市梁园区人民法院", judge_name="王法官")
 SUBJECT = Subject(name="张三", id_no="410102199001011234")
-FAST = RetryPolicy(max_attempts=3, backoff_s=(0.2, 0.4), ack_wait_s=2.0, call_timeout_s=0.3, publish_grace_s=0.0)
+# Call timeouts come from the host: 5 s by default, 0.3 s for the hanging plugin (its config section).
+FAST = RetryPolicy(max_attempts=3, backoff_s=(0.2, 0.4), ack_wait_s=2.0, publish_grace_s=0.0)
 # For the kill test: calls may last (the agency holds its answer), a dead worker's job returns fast.
 KILL_POLICY = RetryPolicy(max_attempts=3, backoff_s=(0.2,), ack_wait_s=1.0, call_timeout_s=30.0)
 TESTS_DIR = Path(__file__).resolve().parent
@@ -331,6 +332,8 @@ async def test_jobs_are_answered_and_announced(store: Store, nats_server: Embedd
     assert ctl.kind == "control" and ctl.action == "freeze" and ctl.attempts == 1
     assert ctl.started_at_ms is not None and ctl.finished_at_ms is not None and ctl.elapsed_ms is not None
     assert set(bank.calls.values()) == {1}
+    depths = await queue.bus_status(["bank-ok"])
+    assert depths["consumers"]["bank-ok"]["pending"] == 0 and depths["consumers"]["bank-ok"]["ack_pending"] == 0
     assert {e["job_id"] for e in events} == {j.job_id for j in jobs}
     assert all(e["status"] == "answered" for e in events)
 
@@ -362,7 +365,8 @@ async def test_bad_plugins_are_retried_then_dead_lettered_while_good_ones_succee
     await queue.submit_control("bank-raises", freeze("rejected-1"))
     total = 20 + 6 + 1
     started = time.monotonic()
-    async with running_worker(store, nats_server.url, make_host(good, raising, hanging, garbage)):
+    host = make_host(good, raising, hanging, garbage, config={"bank-hangs": {"call_timeout_s": 0.3}})
+    async with running_worker(store, nats_server.url, host):
         await wait_until(lambda: all_final(store, total))
     assert time.monotonic() - started < 15
 
@@ -401,6 +405,7 @@ async def test_bad_plugins_are_retried_then_dead_lettered_while_good_ones_succee
     assert set(letters) == set(dead)
     assert letters["bank-hangs-1"]["reason"] == "timeout" and letters["rejected-1"]["status"] == "failed"
     assert status["dead_letters"] and status["oldest_pending_age_ms"] is None
+    assert (await queue.bus_status(names))["dead_letter_messages"] == len(dead)
 
 
 async def test_two_workers_share_a_queue_without_duplicates(
