@@ -41,6 +41,8 @@ from hub.federation.router import Router
 from hub.federation.server import SERVICE, LinkServer
 from hub.federation.topology import Topology, load_trust, save_revocation
 from hub.keys import CourtKey
+from hub.metrics import Metrics, refresh_loop
+from hub.metrics import serve as serve_metrics
 from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.store import Store
 from hub.store.schema import children, outbox
@@ -71,6 +73,8 @@ class Node:
         self._tasks: list[asyncio.Task[Any]] = []
         self._announce_handle: asyncio.TimerHandle | None = None
         self._announce_to: set[CourtCode] = set()
+        self.metrics = Metrics()
+        self._metrics_http: Any = None
         self.started = asyncio.Event()
         self.stopping = asyncio.Event()
 
@@ -108,6 +112,9 @@ class Node:
         from hub.maintenance import maintenance_tasks
 
         self._tasks.extend(maintenance_tasks(self))
+        self._tasks.append(asyncio.create_task(refresh_loop(self), name="metrics"))
+        if self.config.admin.metrics_listen:
+            self._metrics_http = await serve_metrics(self, self.config.admin.metrics_listen)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.home.pid_file.write_text(str(os.getpid()))
@@ -147,6 +154,8 @@ class Node:
             await self._server.stop(grace)
         if self._admin is not None:
             await self._admin.stop(0.5)
+        if self._metrics_http is not None:
+            await self._metrics_http.cleanup()
         await self.bus.stop()
         await asyncio.to_thread(self.store.close)
         self.cpu.shutdown(wait=False)
@@ -205,6 +214,7 @@ class Node:
                 session.kick()
         for name, data in events:
             self.bus.publish(name, data)
+            self.metrics.events.labels(name).inc()
 
     async def enroll_child(self, req: lpb.EnrollRequest) -> lpb.EnrollResponse:
         return await enroll_child(self, req)
@@ -221,6 +231,15 @@ class Node:
 
     def audit_link_event(self, action: str, peer: str, reason: str, message: str, raw: bytes | None = None) -> None:
         asyncio.get_running_loop().create_task(self.audit_event(action, peer, reason, message, raw))
+
+    def count_sent(self, peer: CourtCode, n: int) -> None:
+        self.metrics.envelopes_sent.labels(str(peer)).inc(n)
+
+    def count_received(self, peer: CourtCode, new: int, duplicates: int, rejected: list[str]) -> None:
+        self.metrics.envelopes_received.labels(str(peer)).inc(new)
+        self.metrics.duplicates.inc(duplicates)
+        for reason in rejected:
+            self.metrics.envelopes_rejected.labels(reason).inc()
 
     # -- handlers ------------------------------------------------------------------------------
     def _on_chain_head(self, delivery: Any) -> None:

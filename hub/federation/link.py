@@ -67,6 +67,10 @@ class LinkHost(Protocol):
 
     def audit_link_event(self, action: str, peer: str, reason: str, message: str, raw: bytes | None = None) -> None: ...
 
+    def count_sent(self, peer: CourtCode, n: int) -> None: ...
+
+    def count_received(self, peer: CourtCode, new: int, duplicates: int, rejected: list[str]) -> None: ...
+
 
 def decode_frame(raw: bytes, wrapper: type[lpb.ConnectRequest] | type[lpb.ConnectResponse]) -> lpb.Frame:
     """Decode one frame from a link, refusing oversized and malformed input."""
@@ -196,6 +200,7 @@ class LinkSession:
             envelopes = [epb.Envelope(header=r.header, payload=r.payload, seal=r.seal) for r in rows]
             self.stats.batches_sent += 1
             self.stats.envelopes_sent += len(envelopes)
+            self.host.count_sent(self.peer, len(envelopes))
             await self._out.put(lpb.Frame(batch=lpb.EnvelopeBatch(seq=self._seq, envelopes=envelopes)))
 
     def _on_ack(self, ack: lpb.Ack) -> None:
@@ -234,6 +239,7 @@ class LinkSession:
             self.host.exchange.accepted(result)
             self.stats.duplicates += result.duplicates
             self.stats.rejected += len(result.rejections)
+            self.host.count_received(self.peer, result.new, result.duplicates, [r for _e, r, _m in result.rejections])
             ack = lpb.Ack(
                 seq=seq,
                 rejections=[lpb.Rejection(envelope_id=e, reason=r, message=m) for e, r, m in result.rejections],
