@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from hub.codes import CourtCode
+from hub.errors import InvalidInput
 from hub.natsserver import EmbeddedNats
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,14 @@ log = logging.getLogger(__name__)
 def court_token(court: CourtCode | str) -> str:
     """A NATS-subject-safe token for a court code: ASCII kept, other characters as u<hex>.
 
-    ``豫1402`` → ``u8c6b1402``; ``最高法`` → ``u6700u9ad8u6cd5``. Subjects stay ASCII whatever the
-    servers' and clients' handling of UTF-8.
+    ``豫1402`` → ``u8c6b1402``; ``最高法`` → ``u6700u9ad8u6cd5``. Subjects and stream names (which
+    become directory names on the server) stay ASCII whatever the servers' handling of UTF-8. The
+    agency work queue (:mod:`hub.jobs`) names its streams with the same token.
     """
-    return "".join(ch if ch.isascii() and ch.isalnum() else f"u{ord(ch):x}" for ch in str(court))
+    text = str(court)
+    if not text:
+        raise InvalidInput("court code is empty")
+    return "".join(ch if ch.isascii() and ch.isalnum() else f"u{ord(ch):x}" for ch in text)
 
 
 class Bus:

@@ -62,6 +62,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from sqlalchemy import Connection, func, insert, select, update
 
+from hub.bus import court_token
 from hub.clock import Clock, SystemClock
 from hub.errors import InvalidInput
 from hub.plugins.host import CallOutcome, PluginFailure, PluginHost
@@ -103,10 +104,8 @@ DEAD_LETTER_MAX_AGE_S = 30 * 86_400
 
 
 def node_token(node_code: str) -> str:
-    """A NATS-safe ASCII token for a court code (see the module docstring)."""
-    if not node_code:
-        raise InvalidInput("node code is empty")
-    return "".join(ch if ch.isascii() and ch.isalnum() else f"u{ord(ch):x}" for ch in str(node_code))
+    """A NATS-safe ASCII token for a court code (the event bus's :func:`hub.bus.court_token`)."""
+    return court_token(node_code)
 
 
 def jobs_stream(node_code: str) -> str:
