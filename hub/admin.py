@@ -7,6 +7,7 @@ arguments so workflows can add commands without a new RPC each; the typed RPCs c
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -14,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from hub.clock import OffsetClock
 from hub.codes import CourtCode
 from hub.errors import InvalidInput, NotFound
 from hub.federation.interceptors import ErrorInterceptor
 from hub.proto.courthub.v1 import admin_pb2 as apb
 from hub.proto.courthub.v1 import admin_pb2_grpc as agrpc
 from hub.workflows.directives import list_directives
+from hub.workflows.engine import make_attachment
 
 if TYPE_CHECKING:
     from hub.node import Node
@@ -36,7 +39,14 @@ class AdminService(agrpc.AdminServiceServicer):
             "chain_head.send": self._chain_head,
             "bench.emit": node.bench.emit,
             "bench.stats": node.bench.stats,
+            "workflow.create": self._wf_create,
+            "workflow.act": self._wf_act,
+            "workflow.list": self._wf_list,
+            "workflow.show": self._wf_show,
+            "workflow.tick": self._wf_tick,
         }
+        if isinstance(node.clock, OffsetClock):
+            self.operations["clock.advance"] = self._clock_advance
 
     def register(self, name: str, operation: Operation) -> None:
         self.operations[name] = operation
@@ -87,6 +97,48 @@ class AdminService(agrpc.AdminServiceServicer):
         result = await operation(args)
         return apb.CallResponse(result_json=json.dumps(result, ensure_ascii=False))
 
+    async def _wf_create(self, args: dict[str, Any]) -> Any:
+        parties = [CourtCode.parse(str(p)) for p in _list(args, "parties")]
+        files = [
+            make_attachment(str(f["name"]), base64.b64decode(str(f["content_b64"]))) for f in args.get("files", [])
+        ]
+        item_id = await self.node.workflows.create(
+            str(args.get("workflow", "")),
+            parties,
+            str(args.get("title", "")),
+            _dict(args, "data"),
+            case_number=str(args.get("case_number", "")),
+            files=files,
+        )
+        return {"item_id": item_id, "parties": [str(p) for p in parties]}
+
+    async def _wf_act(self, args: dict[str, Any]) -> Any:
+        files = [
+            make_attachment(str(f["name"]), base64.b64decode(str(f["content_b64"]))) for f in args.get("files", [])
+        ]
+        return await self.node.workflows.act(
+            str(args.get("item_id", "")),
+            CourtCode.parse(str(args.get("party", ""))),
+            str(args.get("action", "")),
+            _dict(args, "data"),
+            files=files,
+        )
+
+    async def _wf_list(self, args: dict[str, Any]) -> Any:
+        return await self.node.workflows.items(args.get("workflow") or None, overdue_only=bool(args.get("overdue")))
+
+    async def _wf_show(self, args: dict[str, Any]) -> Any:
+        return await self.node.workflows.history(str(args.get("item_id", "")))
+
+    async def _wf_tick(self, args: dict[str, Any]) -> Any:
+        return await self.node.workflows.tick()
+
+    async def _clock_advance(self, args: dict[str, Any]) -> Any:
+        clock = self.node.clock
+        assert isinstance(clock, OffsetClock)
+        clock.advance(int(float(args.get("days", 0)) * 86_400_000) + int(args.get("ms", 0)))
+        return {"now_ms": clock.now_ms(), "offset_ms": clock.offset_ms}
+
     async def _directive_list(self, args: dict[str, Any]) -> Any:
         return await self.node.store.read(list_directives)
 
@@ -98,6 +150,20 @@ class AdminService(agrpc.AdminServiceServicer):
         from hub.maintenance import send_chain_head
 
         return {"envelope_id": await send_chain_head(self.node)}
+
+
+def _list(args: dict[str, Any], key: str) -> list[Any]:
+    value = args.get(key, [])
+    if not isinstance(value, list):
+        raise InvalidInput(f"{key} must be a list")
+    return value
+
+
+def _dict(args: dict[str, Any], key: str) -> dict[str, Any]:
+    value = args.get(key) or {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{key} must be an object")
+    return value
 
 
 async def start_admin_server(node: Node) -> grpc.aio.Server:

@@ -38,3 +38,20 @@ class FixedClock:
 def iso(ms: int) -> str:
     """Render epoch milliseconds as an ISO-8601 UTC timestamp for people and JSON output."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class OffsetClock:
+    """The system clock plus an offset that can only be moved forward: lets process-level tests
+    and drills cross deadlines (days, months) without waiting. A node uses it only when started
+    with ``COURTHUB_CLOCK_CONTROL=1``; the admin operation ``clock.advance`` exists only then."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+    def advance(self, ms: int) -> None:
+        if ms < 0:
+            raise ValueError("the clock only moves forward")
+        self.offset_ms += ms

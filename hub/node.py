@@ -23,11 +23,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, func, select
 
+from hub.agency.service import AgencyService
 from hub.audit import AuditLog
 from hub.audit import head as audit_head
 from hub.bench.probe import BenchProbe
 from hub.bus import Bus
-from hub.clock import Clock, SystemClock, iso
+from hub.clock import Clock, OffsetClock, SystemClock, iso
 from hub.codes import CourtCode
 from hub.config import Config, Home
 from hub.errors import ConfigError, CourtHubError, TrustError
@@ -47,7 +48,9 @@ from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.store import Store
 from hub.store.schema import children, outbox
 from hub.trust import CourtCertificate, below, issue_revocation
+from hub.workflows import register_workflows
 from hub.workflows.directives import Directives
+from hub.workflows.engine import WorkflowEngine
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,9 @@ class Node:
     def __init__(self, home: Home, config: Config | None = None, *, clock: Clock | None = None) -> None:
         self.home = home
         self.config = config or home.load()
-        self.clock = clock or SystemClock()
+        if clock is None:
+            clock = OffsetClock() if os.environ.get("COURTHUB_CLOCK_CONTROL") == "1" else SystemClock()
+        self.clock = clock
         self.me = self.config.court
         self.key = CourtKey.load(home.court_key)
         self.store = Store(home.store_url(self.config))
@@ -94,12 +99,17 @@ class Node:
         self.exchange.handle("chain_head", self._on_chain_head)
         self.pinger = Pinger(self)
         self.directives = Directives(self)
+        self.workflows = WorkflowEngine(self)
+        register_workflows(self.workflows)
         self.bench = BenchProbe(self)
         await self.bus.start()
+        self.agency = AgencyService(self)  # plugins, work queue, 立案即查 (before links: capabilities)
+        await self.agency.start()
         await self._start_link_server()
         from hub.admin import start_admin_server
 
         self._admin = await start_admin_server(self)
+        self.agency.register(self.admin)
         if self.config.parent is not None:
             self.parent_link = ParentLink(
                 self,
@@ -330,6 +340,7 @@ class Node:
             "capabilities": self.topology.reachable_capabilities(),
             "audit": data["audit"],
             "bus": {"url": self.bus.url, "embedded": self.bus.server is not None},
+            "agency": await self.agency.status(),
         }
 
     def certificate(self) -> CourtCertificate:
