@@ -96,6 +96,26 @@ class AdminSection(_Section):
     metrics_listen: str = ""
 
 
+class AgencySection(_Section):
+    # Renewal reminders (续冻提醒): first this many days before a measure expires, then again at
+    # `reminder_final_days`.
+    reminder_lead_days: int = Field(default=30, ge=1, le=365)
+    reminder_final_days: int = Field(default=7, ge=0, le=365)
+    # A court gives up on an agency's answer after this long (per-agency status "timed_out").
+    inquiry_timeout_s: float = Field(default=3600.0, gt=0)
+    control_timeout_s: float = Field(default=3600.0, gt=0)
+    # Reminders, recovery and time-outs are checked this often.
+    check_interval_s: float = Field(default=30.0, gt=0)
+    # Plugin calls in flight per plugin in the node's own worker.
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    # Who acts for the court in requests to agencies, unless a request names someone.
+    judge_name: str = Field(default="执行指挥中心", min_length=1, max_length=50)
+    judge_phone: str = ""
+    officer_ids: list[str] = Field(default_factory=list)
+    # The court's enforcement account (执行款专户) for 扣划, unless a request names one.
+    payee_account: str = ""
+
+
 class Config(_Section):
     node: NodeSection
     parent: ParentSection | None = None
@@ -104,6 +124,7 @@ class Config(_Section):
     bus: BusSection = BusSection()
     federation: FederationSection = FederationSection()
     admin: AdminSection = AdminSection()
+    agency: AgencySection = AgencySection()
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property

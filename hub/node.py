@@ -166,6 +166,8 @@ class Node:
             await self._admin.stop(0.5)
         if self._metrics_http is not None:
             await self._metrics_http.cleanup()
+        if getattr(self, "agency", None) is not None:
+            await self.agency.stop()
         await self.bus.stop()
         await asyncio.to_thread(self.store.close)
         self.cpu.shutdown(wait=False)

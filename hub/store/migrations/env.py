@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+import hub.agency.schema
+import hub.store.agency_schema
+import hub.workflows.schema  # noqa: F401 - these register their tables on the shared metadata
 from hub.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
