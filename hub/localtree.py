@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,9 @@ class NodeSpec:
     court: str
     name: str
     parent: str | None = None
+    # Written into the node's config.toml at provisioning: [plugins.<name>] sections, [agency].
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
+    agency: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # The demo's tree: a province, two cities, three basic courts (names as court staff use them).
@@ -93,6 +96,21 @@ class LocalTree:
                 root=spec.parent is None,
                 store_url=self.store_urls.get(court, ""),
             )
+            if spec.plugins or spec.agency:
+                self.configure(court, plugins=spec.plugins, agency=spec.agency)
+
+    def configure(
+        self, court: str, *, plugins: dict[str, dict[str, Any]] | None = None, agency: dict[str, Any] | None = None
+    ) -> None:
+        """Set [plugins.*] sections and [agency] settings in a node's config.toml (takes effect on
+        start, or on ``plugins.reload`` for plugins)."""
+        home = Home(self.homes[court])
+        config = home.load()
+        if plugins is not None:
+            config.plugins = {name: dict(section) for name, section in plugins.items()}
+        if agency:
+            config.agency = config.agency.model_validate({**config.agency.model_dump(), **agency})
+        home.save(config)
 
     def start_all(self, timeout: float = 60) -> None:
         """Provision (if needed), then start and enroll every node, parents first."""
