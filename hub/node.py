@@ -48,7 +48,7 @@ from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.store import Store
 from hub.store.schema import children, outbox
 from hub.trust import CourtCertificate, below, issue_revocation
-from hub.workflows import register_workflows
+from hub.workflows import load_workflows
 from hub.workflows.directives import Directives
 from hub.workflows.engine import WorkflowEngine
 
@@ -100,16 +100,17 @@ class Node:
         self.pinger = Pinger(self)
         self.directives = Directives(self)
         self.workflows = WorkflowEngine(self)
-        register_workflows(self.workflows)
         self.bench = BenchProbe(self)
         await self.bus.start()
         self.agency = AgencyService(self)  # plugins, work queue, 立案即查 (before links: capabilities)
         await self.agency.start()
-        await self._start_link_server()
         from hub.admin import start_admin_server
 
         self._admin = await start_admin_server(self)
+        load_workflows(self)
         self.agency.register(self.admin)
+        # Links open last: every handler and workflow must exist before the first envelope arrives.
+        await self._start_link_server()
         if self.config.parent is not None:
             self.parent_link = ParentLink(
                 self,

@@ -17,7 +17,8 @@ def config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Upgrade to every head: workflow modules may add their tables as parallel branches."""
     cfg = config()
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn

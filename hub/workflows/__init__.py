@@ -1,7 +1,7 @@
 """Enforcement workflows: persisted state machines whose transitions travel as envelopes.
 
-Each workflow module declares its :class:`~hub.workflows.engine.WorkflowSpec`; this package's
-:func:`register_workflows` is the one list of them the node loads.
+:mod:`hub.workflows.catalog` lists the workflow modules; :func:`load_workflows` registers their
+specs with the node's engine and runs their ``setup``.
 """
 
 from __future__ import annotations
@@ -9,11 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hub.workflows.engine import WorkflowEngine
+    from hub.node import Node
 
 
-def register_workflows(engine: WorkflowEngine) -> None:
+def load_workflows(node: Node) -> None:
     from hub.workflows import catalog
 
-    for spec in catalog.SPECS:
-        engine.register(spec)
+    for module in catalog.MODULES:
+        for spec in [*getattr(module, "SPECS", []), *([module.SPEC] if hasattr(module, "SPEC") else [])]:
+            node.workflows.register(spec)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(node)

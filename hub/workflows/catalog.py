@@ -1,8 +1,15 @@
-"""The workflows a node knows. Each workflow module adds its spec here."""
+"""The workflow modules a node loads — one line each.
+
+A module may define ``SPEC`` (a :class:`~hub.workflows.engine.WorkflowSpec`, or ``SPECS``, a
+list) and ``setup(node)`` (admin operations, envelope handlers, background tasks it needs).
+"""
 
 from __future__ import annotations
 
-from hub.workflows import supervision
-from hub.workflows.engine import WorkflowSpec
+from types import ModuleType
 
-SPECS: list[WorkflowSpec] = [supervision.SPEC]
+from hub.workflows import supervision
+
+MODULES: list[ModuleType] = [
+    supervision,
+]
