@@ -659,16 +659,20 @@ async def test_sessions_follow_the_event_loop_and_close(sims: dict[str, Simulato
     await plugin.courthub_health()
     session = plugin._transport.session
     assert session is not None and not session.closed
+    others: list[Any] = []
 
-    def other_loop() -> None:  # a second event loop (as in one-loop-per-test suites)
+    def other_loop() -> None:  # a second event loop in another thread, never closing explicitly
         async def probe() -> None:
             assert (await plugin.courthub_health()).status is HealthStatus.UP
-            assert plugin._transport.session is not session
-            await plugin.aclose()
+            others.append(plugin._transport.session)
 
         asyncio.run(probe())
 
     await asyncio.to_thread(other_loop)
     await asyncio.sleep(0.05)
-    assert session.closed  # closed on its own (still running) loop
+    assert session.closed  # closed on its own (still running) loop when the other loop took over
+    assert others[0] is not session and others[0].closed  # closed when asyncio.run shut its loop down
+    assert (await plugin.courthub_health()).status is HealthStatus.UP  # a fresh session here again
     await plugin.aclose()
+    await plugin.aclose()
+    assert plugin._transport.session is None

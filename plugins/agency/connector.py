@@ -16,9 +16,10 @@ hub's results. :class:`AgencyConnector` does everything that is the same for eve
   refused (a typo must not silently fall back to a default).
 * **Health**: ``GET /health`` of the agency endpoint, with the round trip measured; an unreachable
   endpoint or one that turns out to be another kind of agency is ``down`` (never raised).
-* **Transport**: one ``aiohttp.ClientSession`` per event loop, created on the first call and
-  closed by :meth:`AgencyConnector.aclose` (the hookspec has no shutdown hook yet; the node or a
-  test calls it). A session left on a loop that has since closed is retired on the next call.
+* **Transport**: one ``aiohttp.ClientSession`` (keep-alive pool) per event loop, created on the
+  first call and closed when that loop shuts down (``asyncio.run``/``asyncio.Runner`` cancel a
+  small guard task that closes it inside the loop) or by :meth:`AgencyConnector.aclose` — the
+  hookspec has no shutdown hook to tell plugins.
 * **Errors** (the contract of :mod:`hub.plugins.models`):
 
   - agency unreachable, timed out or 5xx → :class:`~hub.plugins.models.AgencyUnavailable`
@@ -266,7 +267,18 @@ ControlHandler = Callable[[ClientT, ControlRequest, wire.CourtInfo, wire.Subject
 class _Transport:
     session: aiohttp.ClientSession | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    guard: asyncio.Task[None] | None = None  # closes the session when its loop shuts down
     retiring: set[asyncio.Future[Any]] = field(default_factory=set)
+
+
+async def _close_at_shutdown(session: aiohttp.ClientSession) -> None:
+    """Wait until cancelled — by :meth:`AgencyConnector.aclose`, or by the event loop shutting
+    down (``asyncio.run`` and ``asyncio.Runner`` cancel every task before closing the loop) — then
+    close the session inside its own loop, so no connection outlives it."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await session.close()
 
 
 class AgencyConnector(Generic[ClientT]):
@@ -596,43 +608,47 @@ class AgencyConnector(Generic[ClientT]):
     # -- transport -------------------------------------------------------------------------
 
     def _session(self) -> aiohttp.ClientSession:
+        """This event loop's session: created on first use, closed when the loop shuts down."""
         loop = asyncio.get_running_loop()
         t = self._transport
         if t.session is not None and not t.session.closed and t.loop is loop:
             return t.session
         if t.session is not None and not t.session.closed:
-            # A session of another event loop (tests run one loop per test): close it over there.
-            closing = self._close_session(t.session, t.loop)
-            if closing is not None:
-                t.retiring.add(closing)
-                closing.add_done_callback(t.retiring.discard)
-        t.session = aiohttp.ClientSession(headers={"User-Agent": f"court-hub/{CONNECTOR_VERSION} {self.name}"})
-        t.loop = loop
-        return t.session
+            self._abandon(t.session, t.loop, t.guard)  # a session of another event loop
+        session = aiohttp.ClientSession(headers={"User-Agent": f"court-hub/{CONNECTOR_VERSION} {self.name}"})
+        t.session, t.loop = session, loop
+        t.guard = loop.create_task(_close_at_shutdown(session), name=f"courthub-{self.name}-http")
+        return session
 
-    @staticmethod
-    def _close_session(
-        session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None
-    ) -> asyncio.Future[Any] | None:
-        """Start closing ``session`` (bound to ``loop``) from the running loop; what to await."""
-        running = asyncio.get_running_loop()
-        if loop is None or loop is running or loop.is_closed():
-            # On a closed loop this only marks the session and its connector closed.
-            return asyncio.ensure_future(session.close())
-        if loop.is_running():  # another thread's loop
-            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
-        session.detach()  # a stopped loop: nothing can run on it any more
-        return None
+    def _abandon(
+        self,
+        session: aiohttp.ClientSession,
+        loop: asyncio.AbstractEventLoop | None,
+        guard: asyncio.Task[None] | None,
+    ) -> None:
+        """Close a session bound to ``loop`` from another (the running) loop."""
+        if loop is not None and loop.is_running() and guard is not None:
+            loop.call_soon_threadsafe(guard.cancel)  # another thread's loop: close it over there
+        elif loop is None or loop.is_closed():
+            # Its loop ended without cancelling the guard: closing only marks it closed now.
+            closing = asyncio.ensure_future(session.close())
+            self._transport.retiring.add(closing)
+            closing.add_done_callback(self._transport.retiring.discard)
+        else:
+            session.detach()  # a stopped loop: nothing can run on it now
 
     async def aclose(self) -> None:
-        """Close the HTTP session (on node shutdown; tests call it). Safe to call twice."""
+        """Close the HTTP session now (node shutdown, tests). Safe to call twice, from any loop."""
         t = self._transport
-        session, loop = t.session, t.loop
-        t.session, t.loop = None, None
+        session, loop, guard = t.session, t.loop, t.guard
+        t.session, t.loop, t.guard = None, None, None
         if session is not None and not session.closed:
-            closing = self._close_session(session, loop)
-            if closing is not None:
-                await closing
+            if guard is not None and loop is asyncio.get_running_loop():
+                guard.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await guard
+            else:
+                self._abandon(session, loop, guard)
         if t.retiring:
             await asyncio.gather(*t.retiring, return_exceptions=True)
 
