@@ -1,0 +1,583 @@
+"""Hostile peers against real nodes (DESIGN.md §2 "Trust", "Authority", "Evidence").
+
+Each attack runs against real ``court-hub run`` processes on loopback and proves three things:
+
+1. the hostile input is refused with a clear, specific reason (asserted by its reason string);
+2. the refusing node keeps an audit entry for it (``rejected``, ``link_refused``, ``link_closed``
+   or ``enroll_refused``, read from its store as an auditor would);
+3. the node still serves afterwards (a sealed ping to a legitimate child comes back).
+
+The attacker is ``tests/rogue.py``: a peer that speaks the real link protocol over the real
+pinned-TLS channel, frame by frame. Its identities are legitimately enrolled courts with no node
+process of their own (豫1402 under 豫14, 豫15 under 豫), so the tree's real links are never disturbed.
+One tree serves the whole module, on SQLite and again on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rogue import Identity, LinkEnded, RogueLink, connected, enroll_raw, envelope, header_of
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from hub import provision
+from hub.codes import CourtCode
+from hub.config import Home
+from hub.errors import CourtHubError
+from hub.federation.envelope import Target
+from hub.federation.link import MAX_FRAME_BYTES
+from hub.keys import CourtKey
+from hub.localtree import LocalTree, NodeSpec
+from hub.netutil import free_port
+from hub.proto.courthub.v1 import envelope_pb2 as epb
+from hub.proto.courthub.v1 import link_pb2 as lpb
+from hub.proto.courthub.v1 import payloads_pb2 as ppb
+from hub.seal import seal
+from hub.trust import JoinToken, make_proof
+
+pytestmark = pytest.mark.slow
+
+TREE = [
+    NodeSpec("豫", "河南省高级人民法院"),
+    NodeSpec("豫14", "商丘市中级人民法院", "豫"),
+    NodeSpec("豫1403", "商丘市睢阳区人民法院", "豫14"),  # the legitimate child: proves the node still serves
+    NodeSpec("豫1404", "商丘市宁陵县人民法院", "豫14"),  # the one that gets revoked
+]
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+class World:
+    """The running tree plus the rogue identities enrolled in it."""
+
+    def __init__(self, tree: LocalTree, base: Path) -> None:
+        self.tree = tree
+        self.base = base
+        self.rogue = self.enroll("豫1402", "商丘市梁园区人民法院", "豫14")  # a child of 豫14
+        self.rogue_city = self.enroll("豫15", "周口市中级人民法院", "豫")  # a child of the root
+
+    def enroll(self, court: str, name: str, parent: str) -> Identity:
+        home = self.fresh_home(court, name)
+        token = provision.issue_token(self.tree.homes[parent], court, 60)
+        asyncio.run(provision.join(home, token.token))
+        return Identity.from_home(home)
+
+    def fresh_home(self, court: str, name: str = "伪造法院") -> Path:
+        home = self.base / f"{court}-{time.monotonic_ns()}"
+        provision.init_node(home, court, name, f"127.0.0.1:{free_port()}")
+        return home
+
+    def listen(self, court: str) -> str:
+        return Home(self.tree.homes[court]).load().node.listen
+
+    def tls_pem(self, court: str) -> bytes:
+        return Home(self.tree.homes[court]).tls_cert.read_bytes()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
+    """The tree 豫 → 豫14 → {豫1403, 豫1404} running, plus the rogue identities (about 6 s)."""
+    base = tmp_path_factory.mktemp(f"attacks-{request.param}")
+    store_urls: dict[str, str] = {}
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("_postgres_cluster")
+        for spec in TREE:
+            name = f"a_{uuid.uuid4().hex[:12]}"
+            cluster.create_database(name)
+            store_urls[spec.court] = cluster.url(name)
+    with LocalTree(base / "tree", TREE, store_urls=store_urls) as tree:
+        tree.start_all()
+        yield World(tree, base / "rogues")
+
+
+def _query(tree: LocalTree, court: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Read a node's store directly (SQLite read-only, or PostgreSQL), as an auditor would."""
+    home = Home(tree.homes[court])
+    url = home.load().store.url or f"sqlite:///file:{home.database}?mode=ro&uri=true"
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def _audit_head(tree: LocalTree, court: str) -> int:
+    return int(_query(tree, court, "SELECT COALESCE(MAX(seq), 0) FROM audit")[0][0])
+
+
+def _audit(tree: LocalTree, court: str, since: int, action: str) -> list[dict[str, Any]]:
+    """Audit entries of ``action`` after ``since``: envelope_id, peer and the decoded detail."""
+    rows = _query(
+        tree,
+        court,
+        "SELECT envelope_id, peer, detail FROM audit WHERE seq > :since AND action = :action ORDER BY seq",
+        since=since,
+        action=action,
+    )
+    return [{"envelope_id": e, "peer": p, **json.loads(d)} for e, p, d in rows]
+
+
+def _link_refused(tree: LocalTree, court: str, since: int) -> list[str]:
+    """Reasons of the links ``court`` refused since ``since`` (the revoked 豫1404 keeps redialling,
+    so other refusals may interleave with a test's own)."""
+    entries = _audit(tree, court, since, "link_refused")
+    assert all(e["peer"].startswith("ipv4:127.0.0.1:") and e["message"] for e in entries)
+    return [str(e["reason"]) for e in entries]
+
+
+def _assert_serves(tree: LocalTree, court: str) -> None:
+    """The node still answers its admin socket and routes a sealed ping to a legitimate child."""
+    assert tree.running(court)
+    assert tree.status(court)["court"] == court
+    results = tree.ping(court, "豫1403")
+    assert results[0].ok, results[0].error
+
+
+def _ping(key: CourtKey, origin: str, to: str) -> epb.Envelope:
+    payload = ppb.PingPayload(sent_at_ms=int(time.time() * 1000))
+    return envelope(key, origin, "ping", Target.to_court(CourtCode.parse(to)), payload)
+
+
+def _directive(key: CourtKey, origin: str, target: Target) -> epb.Envelope:
+    return envelope(key, origin, "directive", target, ppb.DirectivePayload(title="越级指令", body="", level="routine"))
+
+
+def _rejections(frame: lpb.Frame) -> dict[str, str]:
+    assert frame.WhichOneof("body") == "ack", f"expected an ack, got {frame}"
+    return {r.envelope_id: r.reason for r in frame.ack.rejections}
+
+
+def _id(env: epb.Envelope) -> str:
+    return header_of(env).id
+
+
+def _send_batch(me: Identity, envelopes: list[epb.Envelope]) -> lpb.Frame:
+    async def run() -> lpb.Frame:
+        async with connected(me) as link:
+            return await link.send_batch(envelopes)
+
+    return asyncio.run(run())
+
+
+def _assert_rejected(world: World, court: str, since: int, expected: dict[str, str], peer: str) -> None:
+    entries = {e["envelope_id"]: e for e in _audit(world.tree, court, since, "rejected")}
+    for eid, reason in expected.items():
+        assert eid in entries, f"no 'rejected' audit entry at {court} for {eid} ({reason})"
+        assert entries[eid]["reason"] == reason
+        assert entries[eid]["peer"] == peer
+        assert entries[eid]["message"]
+
+
+# --------------------------------------------------------------------------- sealed envelopes
+
+
+def test_forged_seals_are_refused_one_by_one(world: World) -> None:
+    """An enrolled child's link: envelopes whose seal does not hold are refused, the honest one passes."""
+    tree, me = world.tree, world.rogue
+    since = _audit_head(tree, "豫14")
+    good = _ping(me.key, "豫1402", "豫14")
+    wrong_key = _ping(CourtKey.generate(), "豫1402", "豫14")  # sealed by a key 豫1402 was never certified for
+    altered = _ping(me.key, "豫1402", "豫14")
+    altered.payload = ppb.PingPayload(sent_at_ms=1).SerializeToString()  # the seal is valid, the payload is not
+    redigested = _ping(me.key, "豫1402", "豫14")
+    redigested.payload = altered.payload  # ... and the header's digest fixed to match, after sealing
+    header = header_of(redigested)
+    header.payload_sha256 = hashlib.sha256(redigested.payload).digest()
+    redigested.header = header.SerializeToString()
+    retimed = _ping(me.key, "豫1402", "豫14")
+    header = header_of(retimed)
+    header.created_at_ms -= 86_400_000  # backdated after sealing
+    retimed.header = header.SerializeToString()
+    unsealed = _ping(me.key, "豫1402", "豫14")
+    unsealed.seal = ""
+    other_kid = _ping(me.key, "豫1402", "豫14")  # 豫1402's own key, but the seal names 豫1403
+    other_kid.seal = seal(me.key, "豫1403", other_kid.header)
+    ack = _send_batch(me, [good, wrong_key, altered, redigested, retimed, unsealed, other_kid])
+
+    expected = {
+        _id(wrong_key): "bad_seal",
+        _id(altered): "bad_digest",
+        _id(redigested): "bad_seal",
+        _id(retimed): "bad_seal",
+        _id(unsealed): "bad_seal",
+        _id(other_kid): "bad_seal",
+    }
+    assert _rejections(ack) == expected
+    # (2) audited one by one, with the raw envelope kept as evidence
+    _assert_rejected(world, "豫14", since, expected, "豫1402")
+    raws = _query(tree, "豫14", "SELECT raw FROM audit WHERE seq > :s AND action = 'rejected'", s=since)
+    assert all(r[0] for r in raws)
+    # The one honest envelope of the batch went through: per-envelope refusal, not per batch.
+    assert _query(tree, "豫14", "SELECT origin FROM inbox WHERE envelope_id = :e", e=_id(good)) == [("豫1402",)]
+    # (3)
+    _assert_serves(tree, "豫14")
+
+
+def test_child_cannot_speak_for_its_sibling_or_parent(world: World) -> None:
+    tree, me = world.tree, world.rogue
+    since = _audit_head(tree, "豫14")
+    sibling_key = CourtKey.load(Home(tree.homes["豫1403"]).court_key)
+    as_sibling = _ping(me.key, "豫1403", "豫14")  # 豫1402's key, 豫1403's name
+    as_parent = _ping(me.key, "豫14", "豫")
+    as_root = _ping(me.key, "豫", "豫14")
+    # Even a genuine seal of the sibling does not let 豫1402's link carry it: the link decides first.
+    replayed = _ping(sibling_key, "豫1403", "豫14")
+    ack = _send_batch(me, [as_sibling, as_parent, as_root, replayed])
+
+    expected = {_id(e): "origin_outside_subtree" for e in (as_sibling, as_parent, as_root, replayed)}
+    assert _rejections(ack) == expected
+    _assert_rejected(world, "豫14", since, expected, "豫1402")
+    assert not _query(tree, "豫14", "SELECT 1 FROM inbox WHERE envelope_id = :e", e=_id(replayed))
+    _assert_serves(tree, "豫14")
+
+
+def test_directive_sent_upward_is_refused(world: World) -> None:
+    tree, me = world.tree, world.rogue
+    since = _audit_head(tree, "豫14")
+    to_parent = _directive(me.key, "豫1402", Target.to_court(CourtCode.parse("豫14")))
+    to_province = _directive(me.key, "豫1402", Target.to_subtree(CourtCode.parse("豫")))
+    to_sibling = _directive(me.key, "豫1402", Target.to_court(CourtCode.parse("豫1403")))
+    ack = _send_batch(me, [to_parent, to_province, to_sibling])
+
+    expected = {_id(e): "wrong_direction" for e in (to_parent, to_province, to_sibling)}
+    assert _rejections(ack) == expected
+    _assert_rejected(world, "豫14", since, expected, "豫1402")
+    # Nothing was delivered or relayed: no directive row at 豫14, none reached 豫1403.
+    for court in ("豫14", "豫1403"):
+        assert not _query(tree, court, "SELECT 1 FROM directives WHERE origin = '豫1402'")
+    _assert_serves(tree, "豫14")
+
+
+# --------------------------------------------------------------------------- enrollment
+
+
+def _enroll_refused(world: World, court: str, since: int) -> list[dict[str, Any]]:
+    return _audit(world.tree, court, since, "enroll_refused")
+
+
+def test_expired_join_token_is_refused(world: World) -> None:
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+    token = provision.issue_token(tree.homes["豫14"], "豫1405", 1)
+    home = world.fresh_home("豫1405")
+    time.sleep(1.5)
+    with pytest.raises(CourtHubError) as refused:
+        asyncio.run(provision.join(home, token.token))
+    assert refused.value.reason == "token_expired"
+    assert "expired" in refused.value.message
+    entries = _enroll_refused(world, "豫14", since)
+    assert [(e["peer"], e["reason"]) for e in entries] == [("豫1405", "token_expired")]
+    assert Home(home).load().parent is None  # the child was not half-enrolled
+    assert not _query(tree, "豫14", "SELECT 1 FROM children WHERE court = '豫1405'")
+    _assert_serves(tree, "豫14")
+
+
+def test_reused_join_token_is_refused(world: World) -> None:
+    tree = world.tree
+    token = provision.issue_token(tree.homes["豫14"], "豫1406", 60)
+    first = world.fresh_home("豫1406")
+    asyncio.run(provision.join(first, token.token))
+    serial = _query(tree, "豫14", "SELECT serial FROM children WHERE court = '豫1406'")
+    since = _audit_head(tree, "豫14")
+
+    second = world.fresh_home("豫1406")  # another machine claiming the same court with the same token
+    with pytest.raises(CourtHubError) as refused:
+        asyncio.run(provision.join(second, token.token))
+    assert refused.value.reason == "token_used"
+    entries = _enroll_refused(world, "豫14", since)
+    assert [(e["peer"], e["reason"]) for e in entries] == [("豫1406", "token_used")]
+    # The first enrollment stands: same certificate serial, the second key was never certified.
+    assert _query(tree, "豫14", "SELECT serial FROM children WHERE court = '豫1406'") == serial
+    assert Home(second).load().parent is None
+    _assert_serves(tree, "豫14")
+
+
+def test_join_token_for_another_court_is_refused(world: World) -> None:
+    tree = world.tree
+    token = provision.issue_token(tree.homes["豫14"], "豫1402", 60)
+    home = world.fresh_home("豫1403")  # tries to take over the running 豫1403 with 豫1402's token
+    # The honest client refuses on its own ...
+    with pytest.raises(CourtHubError) as refused:
+        asyncio.run(provision.join(home, token.token))
+    assert refused.value.reason == "wrong_court"
+    # ... and the parent refuses a client that does not.
+    since = _audit_head(tree, "豫14")
+    key = CourtKey.load(Home(home).court_key)
+    parsed = JoinToken.parse(token.token)
+    request = lpb.EnrollRequest(
+        token=token.token,
+        court="豫1403",
+        name="冒名的睢阳区人民法院",
+        public_key=key.public_raw,
+        proof=make_proof(key, CourtCode.parse("豫1403"), parsed.jti),
+        listen="127.0.0.1:1",
+    )
+    reason, details = asyncio.run(enroll_raw(world.listen("豫14"), world.tls_pem("豫14"), request))
+    assert reason == "wrong_court", details
+    assert "豫1402" in details
+    entries = _enroll_refused(world, "豫14", since)
+    assert [(e["peer"], e["reason"]) for e in entries] == [("豫1403", "wrong_court")]
+    # The token was not spent and the real 豫1403 keeps its certificate.
+    assert _query(tree, "豫14", "SELECT used_at_ms FROM join_tokens WHERE jti = :j", j=parsed.jti) == [(None,)]
+    real = Identity.from_home(tree.homes["豫1403"])
+    assert _query(tree, "豫14", "SELECT token FROM certificates WHERE court = '豫1403'") == [(real.certificate,)]
+    _assert_serves(tree, "豫14")
+
+
+def test_garbage_enroll_request_is_refused_and_audited(world: World) -> None:
+    """Enroll is open to anyone who can reach the port: its refusals must leave a trace too."""
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+
+    reason, details = asyncio.run(enroll_raw(world.listen("豫14"), world.tls_pem("豫14"), b"\xff" * 16))
+    assert reason == "malformed_frame", details
+    assert "EnrollRequest" in details
+    entries = _enroll_refused(world, "豫14", since)
+    assert [e["reason"] for e in entries] == ["malformed_frame"], "garbage Enroll refused without an audit entry"
+    _assert_serves(tree, "豫14")
+
+
+# --------------------------------------------------------------------------- links
+
+
+def test_impersonation_without_the_key_is_refused(world: World) -> None:
+    """Certificates are public: 豫1403's certificate without 豫1403's key opens no link."""
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+    real = Identity.from_home(tree.homes["豫1403"])
+
+    async def run() -> lpb.Frame:
+        async with RogueLink(real.address, real.parent_pem) as link:
+            return await link.handshake(real, key=CourtKey.generate())
+
+    answer = asyncio.run(run())
+    assert answer.WhichOneof("body") == "error"
+    assert answer.error.reason == "bad_seal"
+    assert _link_refused(tree, "豫14", since).count("bad_seal") == 1
+    # The real 豫1403's link was never displaced.
+    children = {c["court"]: c["state"] for c in tree.status("豫14")["children"]}
+    assert children["豫1403"] == "up"
+    _assert_serves(tree, "豫14")
+
+
+def test_revoked_child_is_cut_off_everywhere(world: World) -> None:
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+    revoked = tree.call("豫14", "revoke", {"court": "豫1404"})
+    serial = revoked["serial"]
+    assert _query(tree, "豫14", "SELECT court FROM revocations WHERE serial = :s", s=serial) == [("豫1404",)]
+
+    # The real 豫1404 is cut off and its redial is refused (and audited) for the revocation.
+    def refused_for_revocation() -> bool:
+        return any(e["reason"] == "revoked" for e in _audit(tree, "豫14", since, "link_refused"))
+
+    tree.wait_until(refused_for_revocation, 15, "豫1404's redial refused as revoked")
+    children = {c["court"]: c["state"] for c in tree.status("豫14")["children"]}
+    assert children["豫1404"] == "revoked"
+    tree.wait_until(lambda: "revoked" in tree.status("豫1404")["parent"]["last_error"], 30, "豫1404 told why")
+
+    # The key holder trying by hand fares no better: no link, so no envelope of it is accepted.
+    me = Identity.from_home(tree.homes["豫1404"])
+    before = _audit_head(tree, "豫14")
+
+    async def run() -> lpb.Frame:
+        async with RogueLink(me.address, me.parent_pem) as link:
+            return await link.handshake(me)
+
+    answer = asyncio.run(run())
+    assert answer.WhichOneof("body") == "error"
+    assert answer.error.reason == "revoked"
+    assert "revoked" in answer.error.message
+    assert "revoked" in _link_refused(tree, "豫14", before)
+
+    # The revocation reaches the root (signed by 豫14, verified and stored there).
+    tree.wait_until(
+        lambda: bool(_query(tree, "豫", "SELECT 1 FROM revocations WHERE serial = :s", s=serial)),
+        30,
+        "revocation of 豫1404 at 豫",
+    )
+    _assert_serves(tree, "豫14")
+    _assert_serves(tree, "豫")
+
+
+def test_relayed_envelope_from_revoked_or_unknown_court_is_refused(world: World) -> None:
+    """A relay cannot launder envelopes: the root checks every origin's certificate itself."""
+    tree, city = world.tree, world.rogue_city
+    county_key, county_cert = city.certify("豫1501")
+    stranger_key = CourtKey.generate()  # 豫1502: never certified by anyone
+
+    async def run() -> lpb.Frame:
+        async with connected(city) as link:
+            # 豫15 (legitimately) announces the court it certified, so the root can check its seals.
+            await link.send(lpb.Frame(announce=lpb.Announce(certificates=[county_cert])))
+            await asyncio.to_thread(
+                tree.wait_until,
+                lambda: bool(_query(tree, "豫", "SELECT 1 FROM certificates WHERE court = '豫1501'")),
+                30,
+                "豫1501's certificate at 豫",
+            )
+            accepted = await link.send_batch([_ping(county_key, "豫1501", "豫")], seq=1)
+            assert _rejections(accepted) == {}
+            # Now the root revokes 豫1501; the link from 豫15 stays up (豫15 is not revoked).
+            await asyncio.to_thread(tree.call, "豫", "revoke", {"court": "豫1501"})
+            since = await asyncio.to_thread(_audit_head, tree, "豫")
+            revoked = _ping(county_key, "豫1501", "豫")
+            unknown = _ping(stranger_key, "豫1502", "豫")
+            ack = await link.send_batch([revoked, unknown], seq=2)
+            expected = {_id(revoked): "revoked", _id(unknown): "unknown_court"}
+            assert _rejections(ack) == expected
+            _assert_rejected(world, "豫", since, expected, "豫15")
+            return ack
+
+    asyncio.run(run())
+    _assert_serves(tree, "豫")
+
+
+def test_oversized_frame_is_refused(world: World) -> None:
+    tree = world.tree
+    huge = lpb.ConnectRequest(
+        frame=lpb.Frame(batch=lpb.EnvelopeBatch(seq=1, envelopes=[epb.Envelope(payload=b"\0" * (5 << 20))]))
+    ).SerializeToString()
+    assert len(huge) > MAX_FRAME_BYTES
+
+    # Anyone can open a TLS connection: before any handshake ...
+    since = _audit_head(tree, "豫14")
+
+    async def anonymous() -> lpb.Frame:
+        async with RogueLink(world.listen("豫14"), world.tls_pem("豫14")) as link:
+            await link.send_raw(huge)
+            return await link.until("challenge")
+
+    answer = asyncio.run(anonymous())
+    assert answer.WhichOneof("body") == "error"
+    assert answer.error.reason == "frame_too_large"
+    assert str(MAX_FRAME_BYTES) in answer.error.message
+    assert _link_refused(tree, "豫14", since).count("frame_too_large") == 1
+
+    # ... and an authenticated child after it.
+    since = _audit_head(tree, "豫14")
+
+    async def enrolled() -> tuple[lpb.Frame, list[lpb.Frame]]:
+        async with connected(world.rogue) as link:
+            await link.send_raw(huge)
+            error = await link.until("never")
+            return error, await link.end()
+
+    error, rest = asyncio.run(enrolled())
+    assert error.WhichOneof("body") == "error"
+    assert error.error.reason == "frame_too_large"
+    assert rest == []  # the parent closed the link after its LinkError
+    entries = _audit(tree, "豫14", since, "link_closed")
+    assert [(e["peer"], e["reason"]) for e in entries] == [("豫1402", "frame_too_large")]
+    _assert_serves(tree, "豫14")
+
+
+def test_frame_beyond_the_transport_limit_is_refused_and_audited(world: World) -> None:
+    """Past gRPC's own receive limit (2 × MAX_FRAME_BYTES) the frame never reaches decode_frame;
+    the refusal must still be clear to the sender and audited at the parent."""
+    tree = world.tree
+    huge = b"\x0a" + b"\x00" * (2 * MAX_FRAME_BYTES + (1 << 20))
+    since = _audit_head(tree, "豫14")
+
+    async def run() -> str:
+        async with RogueLink(world.listen("豫14"), world.tls_pem("豫14"), max_send_bytes=len(huge) * 2) as link:
+            try:
+                await link.send_raw(huge)
+                answer = await link.until("challenge")
+            except LinkEnded as ended:
+                return str(ended)
+            return f"{answer.error.reason}: {answer.error.message}"
+
+    refusal = asyncio.run(run())
+    assert "frame_too_large" in refusal or "RESOURCE_EXHAUSTED" in refusal, refusal
+    time.sleep(0.5)  # an audit written after the transport refused the frame would be asynchronous
+    assert "frame_too_large" in _link_refused(tree, "豫14", since), f"refused ({refusal}) but not audited"
+    _assert_serves(tree, "豫14")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"\x0a\x64not a ConnectRequest", id="truncated-field"),
+        pytest.param(b"\xff" * 16, id="bad-varint"),
+        pytest.param(b"", id="empty-frame"),
+        pytest.param(lpb.ConnectRequest(frame=lpb.Frame()).SerializeToString(), id="frame-without-body"),
+    ],
+)
+def test_garbage_frame_is_refused(world: World, garbage: bytes) -> None:
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+
+    async def run() -> lpb.Frame:
+        async with RogueLink(world.listen("豫14"), world.tls_pem("豫14")) as link:
+            await link.send_raw(garbage)
+            return await link.until("challenge")
+
+    answer = asyncio.run(run())
+    assert answer.WhichOneof("body") == "error"
+    assert answer.error.reason == "malformed_frame"
+    assert _link_refused(tree, "豫14", since).count("malformed_frame") == 1
+    _assert_serves(tree, "豫14")
+
+
+def test_garbage_after_the_handshake_closes_only_that_link(world: World) -> None:
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+
+    async def run() -> lpb.Frame:
+        async with connected(world.rogue) as link:
+            await link.send_raw(b"\x0a\x64not a ConnectRequest")
+            return await link.until("never")
+
+    answer = asyncio.run(run())
+    assert answer.error.reason == "malformed_frame"
+    entries = _audit(tree, "豫14", since, "link_closed")
+    assert [(e["peer"], e["reason"]) for e in entries] == [("豫1402", "malformed_frame")]
+    children = {c["court"]: c["state"] for c in tree.status("豫14")["children"]}
+    assert children["豫1403"] == "up"
+    _assert_serves(tree, "豫14")
+
+
+def test_plain_tcp_garbage_to_the_tls_port_does_not_hurt_the_node(world: World) -> None:
+    tree = world.tree
+    host, _, port = world.listen("豫14").rpartition(":")
+    junk = [
+        b"GET / HTTP/1.1\r\nHost: courthub\r\n\r\n",
+        b"\x16\x03\x01\x00\x05hello",  # a TLS record header that lies about its length
+        bytes(range(256)) * 64,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 1024,  # cleartext HTTP/2 on the TLS port
+    ]
+    for data in junk:
+        with socket.create_connection((host, int(port)), timeout=5) as sock, contextlib.suppress(OSError):
+            sock.sendall(data)
+            sock.settimeout(2)
+            sock.recv(4096)
+    # A connection opened and left half-done, plus one closed without a byte.
+    idle = socket.create_connection((host, int(port)), timeout=5)
+    socket.create_connection((host, int(port)), timeout=5).close()
+    try:
+        _assert_serves(tree, "豫14")
+
+        async def handshake() -> None:
+            async with connected(world.rogue):
+                pass
+
+        asyncio.run(handshake())  # a new link is still welcomed
+        children = {c["court"]: c["state"] for c in tree.status("豫14")["children"]}
+        assert children["豫1403"] == "up"
+    finally:
+        idle.close()
+    assert tree.running("豫14")
