@@ -43,31 +43,59 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def raw_throughput(n: int, size: int) -> float:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "hub.bench.raw", str(port)], stdout=subprocess.DEVNULL)
-    try:
-        if not wait_for_port("127.0.0.1", port, 20):
+class RawServer:
+    """The baseline's server as its own process, like the relay's parent node."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "hub.bench.raw", str(self.port)], stdout=subprocess.DEVNULL)
+        if not wait_for_port("127.0.0.1", self.port, 20):
+            self.proc.kill()
             raise RuntimeError("raw gRPC server did not start")
-        asyncio.run(throughput(port, min(n, 2000), size))  # warm-up
-        return asyncio.run(throughput(port, n, size))
+
+    def measure(self, n: int, size: int) -> float:
+        return asyncio.run(throughput(self.port, n, size))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def relay_round(tree: LocalTree, n: int, size: int) -> tuple[float, list[float]]:
+    """Envelopes/s from the first origination at 豫14 until 豫 has committed the last."""
+    tree.call("豫", "bench.stats", {"reset": True})
+    started = time.perf_counter()
+    tree.call("豫14", "bench.emit", {"count": n, "size": size, "to": "豫"})
+    tree.wait_until(_arrived(tree, "豫", n), 600, f"{n} envelopes at 豫")
+    elapsed = time.perf_counter() - started
+    return n / elapsed, list(tree.call("豫", "bench.stats")["latencies_ms"])
+
+
+def throughput_rounds(base: Path, n: int, size: int, rounds: int) -> dict[str, Any]:
+    """Raw and relay measured in turn (A B A B …) so that a drift in the machine's load hits both."""
+    raw_rates: list[float] = []
+    relay_rates: list[float] = []
+    latencies: list[float] = []
+    raw = RawServer()
+    try:
+        with LocalTree(base / "pair", PAIR) as tree:
+            tree.start_all()
+            warm = min(n, 2000)
+            raw.measure(warm, size)
+            relay_round(tree, warm, size)
+            for _ in range(rounds):
+                raw_rates.append(raw.measure(n, size))
+                rate, lat = relay_round(tree, n, size)
+                relay_rates.append(rate)
+                latencies.extend(lat)
     finally:
-        server.terminate()
-        server.wait(10)
-
-
-def relay_throughput(base: Path, n: int, size: int) -> dict[str, Any]:
-    with LocalTree(base / "pair", PAIR) as tree:
-        tree.start_all()
-        tree.call("豫14", "bench.emit", {"count": min(n, 2000), "size": size, "to": "豫", "wait": True})  # warm-up
-        tree.wait_until(lambda: tree.call("豫", "bench.stats")["received"] >= min(n, 2000), 120, "warm-up")
-        tree.call("豫", "bench.stats", {"reset": True})
-        started = time.perf_counter()
-        tree.call("豫14", "bench.emit", {"count": n, "size": size, "to": "豫"})
-        tree.wait_until(lambda: tree.call("豫", "bench.stats")["received"] >= n, 600, f"{n} envelopes at 豫")
-        elapsed = time.perf_counter() - started
-        lat = tree.call("豫", "bench.stats")["latencies_ms"]
-        return {"msgs_per_s": n / elapsed, "seconds": elapsed, "p50_ms_under_load": percentile(lat, 50)}
+        raw.stop()
+    return {
+        "raw": raw_rates,
+        "relay": relay_rates,
+        "ratios": [r / b for r, b in zip(relay_rates, raw_rates, strict=True)],
+        "p50_ms_under_load": percentile(latencies, 50),
+    }
 
 
 def four_hop_latency(base: Path, rounds: int, size: int) -> dict[str, float]:
@@ -94,19 +122,23 @@ def _arrived(tree: LocalTree, court: str, count: int) -> Callable[[], bool]:
     return lambda: bool(tree.call(court, "bench.stats")["received"] >= count)
 
 
-def run(n: int = 20_000, size: int = 1024, rounds: int = 200, base: Path | None = None) -> dict[str, Any]:
+def run(
+    n: int = 20_000, size: int = 1024, rounds: int = 200, base: Path | None = None, repeats: int = 3
+) -> dict[str, Any]:
     base = base or Path(tempfile.mkdtemp(prefix="court-hub-bench-"))
-    raw = raw_throughput(n, size)
-    relay = relay_throughput(base, n, size)
+    tp = throughput_rounds(base, n, size, repeats)
     latency = four_hop_latency(base, rounds, size)
+    raw, relay = statistics.median(tp["raw"]), statistics.median(tp["relay"])
     return {
         "messages": n,
         "size_bytes": size,
+        "repeats": repeats,
         "raw_grpc_bidi_msgs_per_s": round(raw),
-        "durable_sealed_relay_msgs_per_s": round(relay["msgs_per_s"]),
-        "ratio": round(relay["msgs_per_s"] / raw, 3),
+        "durable_sealed_relay_msgs_per_s": round(relay),
+        "ratio": round(statistics.median(tp["ratios"]), 3),
+        "ratios_per_round": [round(r, 3) for r in tp["ratios"]],
         "target_ratio": 0.8,
-        "relay_p50_ms_under_load": round(relay["p50_ms_under_load"], 2),
+        "relay_p50_ms_under_load": round(tp["p50_ms_under_load"], 2),
         "four_hop_p50_ms": round(latency["p50_ms"], 2),
         "four_hop_p99_ms": round(latency["p99_ms"], 2),
         "four_hop_samples": latency["samples"],
