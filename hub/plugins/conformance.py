@@ -157,6 +157,16 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def _with_check_digit(first17: str) -> str:
+    """GB 11643-1999 check digit, so agencies see a valid but unknown resident ID."""
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
+    return first17 + "10X98765432"[total % 11]
+
+
+UNKNOWN_ID = _with_check_digit("11010119000101000")
+
+
 class PluginConformance:
     """Subclass in the plugin's tests (name the subclass ``Test…``); see the module docstring.
 
@@ -166,7 +176,8 @@ class PluginConformance:
     #: A subject the sandbox agency holds assets for (an inquiry must answer with assets).
     known_subject: ClassVar[Subject | None] = None
     #: A subject the sandbox does not know (answer: ``not_found``, or ``answered`` with no assets).
-    unknown_subject: ClassVar[Subject] = Subject(name="查无此人", id_no="110101190001010000")
+    # A well-formed resident ID (valid check digit) that no agency holds.
+    unknown_subject: ClassVar[Subject] = Subject(name="查无此人", id_no=UNKNOWN_ID)
     #: Configurations that ``courthub_configure`` must reject with ``PluginConfigError``.
     invalid_configs: ClassVar[Sequence[Mapping[str, Any]]] = ()
     #: A configuration under which the agency cannot be reached; None skips the error-typing test.

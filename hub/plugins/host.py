@@ -310,7 +310,7 @@ class PluginHost:
                 log.warning("plugin %s refused: %s", ep.name, exc)
                 self._others.setdefault(ep.name, PluginStatus(ep.name, "refused", source, str(exc)))
                 continue
-            if name is not None:
+            if name is not None and self._status(name).state == "active":
                 loaded.append(name)
         return loaded
 
@@ -688,8 +688,10 @@ class PluginHost:
     @staticmethod
     def _raised(plugin: str, hook: str, exc: BaseException) -> PluginFailure:
         retryable = exc.retryable if isinstance(exc, PluginError) else True
+        # A plugin that found its agency's reply malformed reports the same failure as a plugin
+        # whose own result the host found malformed: the answer was invalid.
         return PluginFailure(
-            "raised",
+            "invalid" if isinstance(exc, InvalidModel) else "raised",
             f"{type(exc).__name__}: {_describe(exc)}",
             plugin=plugin,
             hook=hook,
