@@ -136,8 +136,10 @@ class Node:
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
-                ("grpc.max_receive_message_length", 2 * MAX_FRAME_BYTES),
-                ("grpc.max_send_message_length", 2 * MAX_FRAME_BYTES),
+                # Four times the application limit, so oversized frames reach decode_frame (and the
+                # audit log) instead of vanishing in the transport.
+                ("grpc.max_receive_message_length", 4 * MAX_FRAME_BYTES),
+                ("grpc.max_send_message_length", 4 * MAX_FRAME_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.http2.max_ping_strikes", 0),
@@ -232,18 +234,35 @@ class Node:
     async def enroll_child(self, req: lpb.EnrollRequest) -> lpb.EnrollResponse:
         return await enroll_child(self, req)
 
-    async def audit_event(self, action: str, peer: str, reason: str, message: str, raw: bytes | None = None) -> None:
+    async def audit_event(
+        self,
+        action: str,
+        court: str | None,
+        reason: str,
+        message: str,
+        *,
+        address: str = "",
+        claimed: str = "",
+        raw: bytes | None = None,
+    ) -> None:
+        """Audit a link or enrollment event. ``court`` is a verified court code (or None for an
+        unauthenticated peer); the network address and any claimed identity go in the detail."""
         now = self.clock.now_ms()
+        detail = {"reason": reason, "message": message}
+        if address:
+            detail["address"] = address[:128]
+        if claimed:
+            detail["claimed_court"] = claimed[:64]
 
         def write(conn: Connection) -> None:
             entry = AuditLog(conn)
-            entry.append(action, now, peer=peer, detail={"reason": reason, "message": message}, raw=raw)
+            entry.append(action, now, peer=court, detail=detail, raw=raw)
             entry.flush()
 
         await self.store.write(write)
 
     def audit_link_event(self, action: str, peer: str, reason: str, message: str, raw: bytes | None = None) -> None:
-        asyncio.get_running_loop().create_task(self.audit_event(action, peer, reason, message, raw))
+        asyncio.get_running_loop().create_task(self.audit_event(action, peer, reason, message, raw=raw))
 
     def count_sent(self, peer: CourtCode, n: int) -> None:
         self.metrics.envelopes_sent.labels(str(peer)).inc(n)

@@ -134,7 +134,8 @@ def _link_refused(tree: LocalTree, court: str, since: int) -> list[str]:
     """Reasons of the links ``court`` refused since ``since`` (the revoked 豫1404 keeps redialling,
     so other refusals may interleave with a test's own)."""
     entries = _audit(tree, court, since, "link_refused")
-    assert all(e["peer"].startswith("ipv4:127.0.0.1:") and e["message"] for e in entries)
+    # Before the handshake the peer is unauthenticated: no court, its network address in the detail.
+    assert all(e["peer"] is None and e["address"].startswith("ipv4:127.0.0.1:") and e["message"] for e in entries)
     return [str(e["reason"]) for e in entries]
 
 

@@ -2,13 +2,18 @@
 
 Connect takes raw bytes (no generated deserializer) so that every frame — including garbage and
 oversized ones — reaches ``decode_frame``, which refuses it with a clear error that is audited.
+gRPC's own receive limit is set to four times the application limit: a frame beyond *that* is
+dropped by the transport (RESOURCE_EXHAUSTED to the sender) without the handler ever seeing it, so
+it leaves only a ``handshake_incomplete``/``link_closed`` entry rather than ``frame_too_large``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -24,6 +29,7 @@ from hub.trust import CourtCertificate
 if TYPE_CHECKING:
     from hub.node import Node
 
+log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
 SERVICE = "courthub.v1.LinkService"
 
@@ -52,14 +58,23 @@ class LinkServer:
 
     # -- Enroll --------------------------------------------------------------------------------
     async def enroll(self, raw: bytes, context: grpc.aio.ServicerContext) -> lpb.EnrollResponse:
+        claimed = ""
         try:
-            req = lpb.EnrollRequest.FromString(raw)
-        except DecodeError:
-            raise InvalidInput("enroll request is not a valid EnrollRequest", reason="malformed_frame") from None
-        try:
+            try:
+                req = lpb.EnrollRequest.FromString(raw)
+            except DecodeError:
+                raise InvalidInput("enroll request is not a valid EnrollRequest", reason="malformed_frame") from None
+            claimed = req.court
             return await self.node.enroll_child(req)
         except CourtHubError as exc:
-            await self.node.audit_event("enroll_refused", req.court[:16], exc.reason, exc.message)
+            await self.node.audit_event(
+                "enroll_refused",
+                _court_or_none(claimed),
+                exc.reason,
+                exc.message,
+                address=context.peer(),
+                claimed=claimed,
+            )
             raise
 
     # -- Connect -------------------------------------------------------------------------------
@@ -74,19 +89,31 @@ class LinkServer:
         child = None
         try:
             child = await asyncio.wait_for(self._handshake(frames, send), HANDSHAKE_TIMEOUT_S)
-        except (CourtHubError, TimeoutError) as exc:
-            reason = exc.reason if isinstance(exc, CourtHubError) else "handshake_timeout"
-            message = exc.message if isinstance(exc, CourtHubError) else "no complete handshake in time"
-            await node.audit_event("link_refused", peer[:64], reason, message)
-            await send(lpb.Frame(error=lpb.LinkError(reason=reason, message=message)))
+        except (CourtHubError, TimeoutError, StopAsyncIteration) as exc:
+            if isinstance(exc, CourtHubError):
+                reason, message = exc.reason, exc.message
+            elif isinstance(exc, TimeoutError):
+                reason, message = "handshake_timeout", "no complete handshake in time"
+            else:
+                reason, message = "handshake_incomplete", "the stream ended before the handshake completed"
+            await node.audit_event("link_refused", None, reason, message, address=peer)
+            await _try_send(send, lpb.Frame(error=lpb.LinkError(reason=reason, message=message)))
+            return
+        except Exception:
+            # Never tell an unauthenticated peer about our internals; the log has the details.
+            log.exception("link handshake from %s failed", peer)
+            await _try_send(send, lpb.Frame(error=lpb.LinkError(reason="internal", message="internal error")))
             return
         session = LinkSession(node, child, True, send, node.clock.now_ms)
         node.attach(session)
         try:
             await session.run(frames)
         except CourtHubError as exc:
-            await node.audit_event("link_closed", str(child), exc.reason, exc.message)
-            await send(lpb.Frame(error=lpb.LinkError(reason=exc.reason, message=exc.message)))
+            await node.audit_event("link_closed", str(child), exc.reason, exc.message, address=peer)
+            await _try_send(send, lpb.Frame(error=lpb.LinkError(reason=exc.reason, message=exc.message)))
+        except Exception:
+            log.exception("link with %s failed", child)
+            await _try_send(send, lpb.Frame(error=lpb.LinkError(reason="internal", message="internal error")))
         finally:
             node.detach(session)
 
@@ -125,6 +152,20 @@ class LinkServer:
         verify(reply.auth.signature, auth_content(nonce, node.me, child), public, kid=str(child))
         await send(lpb.Frame(welcome=lpb.Welcome(court=str(node.me), protocol_version=version)))
         return child
+
+
+def _court_or_none(text: str) -> str | None:
+    """A claimed court code fit for the audit's court column, or None if it is not one."""
+    try:
+        return str(CourtCode.parse(text))
+    except InvalidCode:
+        return None
+
+
+async def _try_send(send: Callable[[lpb.Frame], Awaitable[None]], frame: lpb.Frame) -> None:
+    """Best effort: the peer may already be gone."""
+    with contextlib.suppress(Exception):
+        await send(frame)
 
 
 async def _decoded(requests: AsyncIterator[bytes]) -> AsyncIterator[lpb.Frame]:
