@@ -48,7 +48,9 @@ class CaseRecord:
             inquiries_started_at_ms=row.inquiries_started_at_ms,
         )
 
-    def court_info(self, court_name: str, document_name: str | None = None) -> CourtInfo:
+    def court_info(
+        self, court_name: str, document_name: str | None = None, document_no: str | None = None
+    ) -> CourtInfo:
         return CourtInfo(
             court_code=self.court,
             court_name=court_name,
@@ -56,7 +58,7 @@ class CaseRecord:
             judge_phone=self.judge_phone or None,
             officer_ids=self.officer_ids,
             document_name=document_name,
-            document_no=None,
+            document_no=document_no,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -105,18 +107,30 @@ def insert_case(conn: Connection, record: CaseRecord) -> bool:
     return True
 
 
-def claim_inquiry_start(conn: Connection, case_number: str, now_ms: int) -> bool:
-    """Mark the case's inquiries as started; False if someone already did (start them once)."""
-    done = conn.execute(
-        update(cases)
-        .where(cases.c.case_number == case_number, cases.c.inquiries_started_at_ms.is_(None))
-        .values(inquiries_started_at_ms=now_ms)
+def load_cases(conn: Connection, case_numbers: list[str]) -> list[CaseRecord]:
+    rows = conn.execute(select(cases).where(cases.c.case_number.in_(case_numbers))).all()
+    return [CaseRecord.from_row(r) for r in rows]
+
+
+def claim_inquiry_start(conn: Connection, case_numbers: list[str], now_ms: int) -> set[str]:
+    """Mark the cases' inquiries as started; returns those not started before (start them once)."""
+    fresh = set(
+        conn.execute(
+            select(cases.c.case_number).where(
+                cases.c.case_number.in_(case_numbers), cases.c.inquiries_started_at_ms.is_(None)
+            )
+        ).scalars()
     )
-    return done.rowcount == 1
+    if fresh:
+        conn.execute(
+            update(cases)
+            .where(cases.c.case_number.in_(fresh), cases.c.inquiries_started_at_ms.is_(None))
+            .values(inquiries_started_at_ms=now_ms)
+        )
+    return fresh
 
 
-def add_inquiry(
-    conn: Connection,
+def inquiry_row(
     *,
     request: dict[str, Any],
     request_id: str,
@@ -128,31 +142,35 @@ def add_inquiry(
     plugin: str | None = None,
     served_by: str | None = None,
     envelope_id: str | None = None,
-) -> None:
-    conn.execute(
-        insert(case_inquiries).values(
-            request_id=request_id,
-            request=json.dumps(request, ensure_ascii=False),
-            case_number=case_number,
-            capability=capability,
-            agency=agency_of(capability),
-            route=route,
-            served_by=served_by,
-            plugin=plugin,
-            envelope_id=envelope_id,
-            status=PENDING,
-            requested_at_ms=now_ms,
-            deadline_at_ms=deadline_at_ms,
-        )
-    )
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "request": json.dumps(request, ensure_ascii=False),
+        "case_number": case_number,
+        "capability": capability,
+        "agency": agency_of(capability),
+        "route": route,
+        "served_by": served_by,
+        "plugin": plugin,
+        "envelope_id": envelope_id,
+        "status": PENDING,
+        "requested_at_ms": now_ms,
+        "deadline_at_ms": deadline_at_ms,
+    }
 
 
-def apply_inquiry_outcome(conn: Connection, outcome: Outcome, now_ms: int) -> str | None:
-    """Record how an inquiry ended; returns its case number, or None if no pending row matched.
+def insert_inquiries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(case_inquiries), rows)
+
+
+def apply_inquiry_outcome(conn: Connection, outcome: Outcome, now_ms: int) -> tuple[str, str] | None:
+    """Record how an inquiry ended; returns its (case number, agency), or None if no pending row
+    matched.
 
     A late answer still replaces a ``timed_out`` state: the agency's data is worth having."""
     row = conn.execute(
-        select(case_inquiries.c.case_number, case_inquiries.c.status).where(
+        select(case_inquiries.c.case_number, case_inquiries.c.status, case_inquiries.c.agency).where(
             case_inquiries.c.request_id == outcome.request_id
         )
     ).first()
@@ -174,7 +192,7 @@ def apply_inquiry_outcome(conn: Connection, outcome: Outcome, now_ms: int) -> st
             message=outcome.message,
         )
     )
-    return str(row.case_number)
+    return str(row.case_number), str(row.agency)
 
 
 def time_out_inquiries(conn: Connection, now_ms: int) -> list[tuple[str, str]]:

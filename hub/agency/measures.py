@@ -50,6 +50,7 @@ CREATING = (
     ControlAction.SEAL,
     ControlAction.BORDER_CONTROL,
 )
+_CREATING_NAMES = tuple(a.value for a in CREATING)
 #: Actions that act on an earlier measure named by its agency id.
 ON_MEASURE = (ControlAction.RENEW, ControlAction.RELEASE, ControlAction.RELEASE_WAITING)
 
@@ -182,7 +183,11 @@ def sync_reported(conn: Connection, agency: str, result: Any, now_ms: int) -> li
         if state is None:
             continue
         row = conn.execute(
-            select(measures).where(measures.c.measure_id == item["measure_id"], measures.c.agency == agency)
+            select(measures).where(
+                measures.c.measure_id == item["measure_id"],
+                measures.c.agency == agency,
+                measures.c.action.in_(_CREATING_NAMES),
+            )
         ).first()
         if row is None or (row.state == state and _int(item.get("expires_at_ms")) in (None, row.expires_at_ms)):
             continue
@@ -258,7 +263,11 @@ def _act_on_target(
     if not target:
         return []
     old = conn.execute(
-        select(measures).where(measures.c.measure_id == target, measures.c.case_number == row.case_number)
+        select(measures).where(
+            measures.c.measure_id == target,
+            measures.c.case_number == row.case_number,
+            measures.c.action.in_(_CREATING_NAMES),
+        )
     ).first()
     if old is None:
         return []

@@ -28,6 +28,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nats.aio.msg import Msg
@@ -55,6 +56,7 @@ from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
 from hub.jobs import Job, JobQueue, RetryPolicy, Worker, queue_status, subscribe_job_done
+from hub.plugins.hookspec import ENTRY_POINT_GROUP
 from hub.plugins.host import PluginHost
 from hub.plugins.models import (
     CaseFiled,
@@ -96,6 +98,16 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def _chinese_number(n: int) -> str:
+    digits = "零一二三四五六七八九"
+    if n < 10:
+        return digits[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return ("" if tens == 1 else digits[tens]) + "十" + (digits[ones] if ones else "")
+    return str(n)
+
+
 def _get_job(conn: Connection, job_id: str) -> Job | None:
     row = conn.execute(select(agency_jobs).where(agency_jobs.c.job_id == job_id)).mappings().first()
     return Job.from_row(row) if row is not None else None
@@ -120,6 +132,10 @@ class AgencyService:
         self._changed = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.reminders_raised = 0
+        self._to_settle: set[str] = set()
+        self._to_start: set[str] = set()
+        self._start_task: asyncio.Task[None] | None = None
+        self._settle_task: asyncio.Task[None] | None = None
         node.exchange.handle(REQUEST_KIND, self._on_request)
         node.exchange.handle(RESULT_KIND, self._on_result)
 
@@ -178,7 +194,12 @@ class AgencyService:
             plugin_config = {
                 k: dict(v) for k, v in (config if config is not None else self.node.config.plugins).items()
             }
-            host = PluginHost(plugin_config, clock=self.clock)
+            # Installed plugins without a [plugins.<name>] section stay off on this node.
+            sections = {
+                **{ep.name: {"enabled": False} for ep in entry_points(group=ENTRY_POINT_GROUP)},
+                **plugin_config,
+            }
+            host = PluginHost(sections, clock=self.clock)
             await asyncio.to_thread(host.load_entry_points)
             await self._stop_worker()
             self.host, self.plugin_config = host, plugin_config
@@ -332,7 +353,10 @@ class AgencyService:
         wait_s = float(args.get("wait_s") or 0)
         if wait_s > 0:
             await self._wait(lambda: self._case_settled(record.case_number), wait_s)
-        shown = await self.show_case({"number": record.case_number})
+        if wait_s > 0 or args.get("show", True):
+            shown = await self.show_case({"number": record.case_number})
+        else:
+            shown = {"court": str(self.me), "case": record.summary()}
         shown["created"] = created
         return shown
 
@@ -359,7 +383,7 @@ class AgencyService:
         except (ValueError, KeyError, TypeError):
             return
         if data.get("court") == str(self.me):
-            self._spawn(self.start_inquiries(case_number))
+            self._start_soon(case_number)
 
     def reachable(self) -> dict[str, str]:
         """Capability → the court that serves it for this court (here, else the nearest ancestor)."""
@@ -372,8 +396,23 @@ class AgencyService:
         """Reachable ``*.inquiry`` capabilities → the court that serves them."""
         return {c: court for c, court in self.reachable().items() if operation_of(c) == INQUIRY}
 
+    def _start_soon(self, case_number: str) -> None:
+        """Start 立案即查 for filed cases in batches (a burst of filings costs a few transactions)."""
+        self._to_start.add(case_number)
+        if self._start_task is None or self._start_task.done():
+            self._start_task = asyncio.get_running_loop().create_task(self._start_pending())
+
+    async def _start_pending(self) -> None:
+        while self._to_start:
+            await asyncio.sleep(0)
+            numbers, self._to_start = sorted(self._to_start), set()
+            try:
+                await self.start_inquiries(*numbers)
+            except Exception:  # the periodic check starts them later
+                log.exception("starting inquiries of %d cases failed", len(numbers))
+
     async def start_inquiries(
-        self, case_number: str, *, again: bool = False, only: set[str] | None = None
+        self, *case_numbers: str, again: bool = False, only: set[str] | None = None
     ) -> list[dict[str, Any]]:
         """立案即查: one inquiry per reachable ``*.inquiry`` capability, local plugins first, else
         relayed. Once per case, unless ``again`` (a later re-inquiry, e.g. after a release)."""
@@ -381,56 +420,59 @@ class AgencyService:
         now = self.clock.now_ms()
         deadline = now + int(self.settings.inquiry_timeout_s * 1000)
         court_name = self.node.config.node.name
+        filed: list[CaseFiled] = []
 
         def fn(tx: Tx) -> list[tuple[str, InquiryRequest]]:
-            case = case_rows.load_case(tx.conn, case_number)
-            if case is None:
+            numbers = list(case_numbers)
+            if not again:
+                fresh = case_rows.claim_inquiry_start(tx.conn, numbers, tx.now_ms)
+                numbers = [n for n in numbers if n in fresh]
+            if not numbers:
                 return []
-            if not again and not case_rows.claim_inquiry_start(tx.conn, case_number, tx.now_ms):
-                return []
-            court = case.court_info(court_name, DOCUMENTS[INQUIRY])
             local: list[tuple[str, InquiryRequest]] = []
-            for cap in caps:
-                request = InquiryRequest(new_request_id(), cap, case_number, court, case.party, {}, tx.now_ms)
-                plugin = self.local.for_court(cap, self.me)
-                row: dict[str, Any] = {
-                    "request": request.to_dict(),
-                    "request_id": request.request_id,
-                    "case_number": case_number,
-                    "capability": cap,
-                    "now_ms": tx.now_ms,
-                    "deadline_at_ms": deadline,
-                }
-                if plugin is not None:
-                    case_rows.add_inquiry(tx.conn, route=LOCAL, plugin=plugin, served_by=str(self.me), **row)
-                    local.append((plugin, request))
-                    continue
-                eid = self._relay(tx, INQUIRY, cap, request.to_dict(), case_number, deadline)
-                case_rows.add_inquiry(tx.conn, route=RELAY, envelope_id=eid, **row)
-            tx.audit.append(
-                "inquiries_started",
-                tx.now_ms,
-                origin=str(self.me),
-                detail={"case_number": case_number, "capabilities": caps, "local": [p for p, _ in local]},
-            )
-            tx.events.append(("case.inquiries_started", {"case_number": case_number, "capabilities": caps}))
+            rows: list[dict[str, Any]] = []
+            for case in case_rows.load_cases(tx.conn, numbers):
+                if not again:
+                    filed.append(
+                        CaseFiled(case.case_number, case.court, case.filed_at_ms, (case.party,), (), case.amount_fen)
+                    )
+                court = case.court_info(court_name, DOCUMENTS[INQUIRY])
+                for cap in caps:
+                    request = InquiryRequest(new_request_id(), cap, case.case_number, court, case.party, {}, tx.now_ms)
+                    plugin = self.local.for_court(cap, self.me)
+                    common: dict[str, Any] = {
+                        "request": request.to_dict(),
+                        "request_id": request.request_id,
+                        "case_number": case.case_number,
+                        "capability": cap,
+                        "now_ms": tx.now_ms,
+                        "deadline_at_ms": deadline,
+                    }
+                    if plugin is not None:
+                        rows.append(case_rows.inquiry_row(route=LOCAL, plugin=plugin, served_by=str(self.me), **common))
+                        local.append((plugin, request))
+                        continue
+                    eid = self._relay(tx, INQUIRY, cap, request.to_dict(), case.case_number, deadline)
+                    rows.append(case_rows.inquiry_row(route=RELAY, envelope_id=eid, **common))
+                tx.audit.append(
+                    "inquiries_started",
+                    tx.now_ms,
+                    origin=str(self.me),
+                    detail={"case_number": case.case_number, "capabilities": caps, "again": again},
+                )
+                tx.events.append(("case.inquiries_started", {"case_number": case.case_number, "capabilities": caps}))
+            case_rows.insert_inquiries(tx.conn, rows)
             return local
 
         local = await self._tx(fn)
-        if not local and not caps:
-            log.info("case %s: no agency capability reachable from %s", case_number, self.me)
-        await asyncio.gather(*(self._submit_local(INQUIRY, p, r.to_dict(), deadline) for p, r in local))
-        if not again and self.host.names():
-            self._spawn(self._case_filed_hooks(case_number))
+        if not caps:
+            log.info("cases %s: no agency capability reachable from %s", ", ".join(case_numbers), self.me)
+        await asyncio.gather(*(self._submit_local(INQUIRY, p, r, deadline) for p, r in local))
+        if self.host.names():
+            for event in filed:
+                self._spawn(self.host.case_filed(event))
         self._notify()
         return [{"capability": r.capability, "request_id": r.request_id, "plugin": p} for p, r in local]
-
-    async def _case_filed_hooks(self, case_number: str) -> None:
-        case = await self.node.store.read(lambda conn: case_rows.load_case(conn, case_number))
-        if case is None:
-            return
-        event = CaseFiled(case.case_number, case.court, case.filed_at_ms, (case.party,), (), case.amount_fen)
-        await self.host.case_filed(event)
 
     def _relay(self, tx: Tx, operation: str, capability: str, request: dict[str, Any], case: str, deadline: int) -> str:
         payload = apb.AgencyRequestPayload(
@@ -442,15 +484,25 @@ class AgencyService:
         )
         return self.node.exchange.emit(tx, REQUEST_KIND, Target.to_capability(capability), payload, case_number=case)
 
-    async def _submit_local(self, operation: str, plugin: str, request: dict[str, Any], deadline: int | None) -> None:
+    async def _submit_local(
+        self,
+        operation: str,
+        plugin: str,
+        request: InquiryRequest | ControlRequest | dict[str, Any],
+        deadline: int | None,
+    ) -> None:
         assert self.queue is not None
         try:
-            if operation == INQUIRY:
-                await self.queue.submit_inquiry(plugin, InquiryRequest.from_dict(request), deadline_at_ms=deadline)
+            if isinstance(request, dict):
+                parse = InquiryRequest.from_dict if operation == INQUIRY else ControlRequest.from_dict
+                request = parse(request)
+            if isinstance(request, InquiryRequest):
+                await self.queue.submit_inquiry(plugin, request, deadline_at_ms=deadline)
             else:
-                await self.queue.submit_control(plugin, ControlRequest.from_dict(request), deadline_at_ms=deadline)
+                await self.queue.submit_control(plugin, request, deadline_at_ms=deadline)
         except Exception as exc:  # the periodic check resubmits (same request id: a no-op if it got in)
-            log.warning("submitting %s job %s to %s failed: %s", operation, request.get("request_id"), plugin, exc)
+            request_id = request.get("request_id") if isinstance(request, dict) else request.request_id
+            log.warning("submitting %s job %s to %s failed: %s", operation, request_id, plugin, exc)
 
     async def reinquire(self, args: dict[str, Any]) -> Any:
         """Admin ``case.inquire``: ask the reachable agencies again (new request ids)."""
@@ -525,6 +577,7 @@ class AgencyService:
         if term_days is None and action in (*measure_rows.CREATING, ControlAction.RENEW):
             term_days = measure_rows.default_term_days(agency)
         payee = args.get("payee") or self.settings.payee_account or None
+        document_no = args.get("document_no") or await self._next_document_no(case_number)
         now = self.clock.now_ms()
         deadline = now + int(self.settings.control_timeout_s * 1000)
         try:
@@ -533,7 +586,7 @@ class AgencyService:
                 capability=capability,
                 action=action,
                 case_number=case_number,
-                court=case.court_info(self.node.config.node.name, DOCUMENTS.get(action)),
+                court=case.court_info(self.node.config.node.name, DOCUMENTS.get(action), document_no),
                 subject=case.party,
                 asset_id=asset_id,
                 measure_id=measure_id,
@@ -583,7 +636,7 @@ class AgencyService:
 
         await self._tx(fn)
         if plugin is not None:
-            await self._submit_local(CONTROL, plugin, request.to_dict(), deadline)
+            await self._submit_local(CONTROL, plugin, request, deadline)
         wait_s = float(args.get("wait_s") or 0)
         if wait_s > 0:
             await self._wait(lambda: self._request_settled(request.request_id), wait_s)
@@ -592,6 +645,15 @@ class AgencyService:
             if m["request_id"] == request.request_id:
                 return {"court": str(self.me), "case_number": case_number, "measure": m, "expected_server": served_by}
         raise NotFound(f"control request {request.request_id} vanished")  # pragma: no cover
+
+    async def _next_document_no(self, case_number: str) -> str:
+        """The ruling's number for the next control request: 案号 + 之一, 之二 … (执行裁定书文号)."""
+        n = await self.node.store.read(
+            lambda conn: conn.execute(
+                select(func.count()).select_from(measures).where(measures.c.case_number == case_number)
+            ).scalar_one()
+        )
+        return f"{case_number}之{_chinese_number(int(n) + 1)}"
 
     async def _request_settled(self, request_id: str) -> bool:
         status = await self.node.store.read(
@@ -750,25 +812,56 @@ class AgencyService:
     async def _on_job_done(self, event: dict[str, Any]) -> None:
         job_id = event.get("job_id")
         if isinstance(job_id, str):
-            self._spawn(self._settle(job_id))
+            self._settle_soon(job_id)
 
-    async def _settle(self, job_id: str) -> None:
-        """A job of this node's queue ended: answer the asking court (served request) or record
-        the outcome (this court's own request)."""
+    def _settle_soon(self, job_id: str) -> None:
+        """Settle finished jobs in batches: a burst of job_done events costs a few transactions."""
+        self._to_settle.add(job_id)
+        if self._settle_task is None or self._settle_task.done():
+            self._settle_task = asyncio.get_running_loop().create_task(self._settle_pending())
+
+    async def _settle_pending(self) -> None:
+        while self._to_settle:
+            await asyncio.sleep(0)  # let the rest of a burst arrive
+            ids, self._to_settle = sorted(self._to_settle), set()
+            try:
+                await self._settle(*ids)
+            except Exception:  # the periodic check settles them later
+                log.exception("settling %d finished jobs failed", len(ids))
+
+    async def _settle(self, *job_ids: str) -> None:
+        """Jobs of this node's queue ended: answer the asking court (served request) or record
+        the outcome (this court's own request). One transaction; each job in its own savepoint."""
 
         def fn(tx: Tx) -> None:
-            job = _get_job(tx.conn, job_id)
-            if job is None or not job.final:
+            rows = tx.conn.execute(select(agency_jobs).where(agency_jobs.c.job_id.in_(job_ids))).mappings().all()
+            jobs = [j for j in (Job.from_row(r) for r in rows) if j.final]
+            if not jobs:
                 return
-            served = tx.conn.execute(
-                select(served_requests).where(
-                    served_requests.c.request_id == job_id, served_requests.c.reported_at_ms.is_(None)
+            served = {
+                r.request_id: r
+                for r in tx.conn.execute(
+                    select(served_requests).where(
+                        served_requests.c.request_id.in_([j.job_id for j in jobs]),
+                        served_requests.c.reported_at_ms.is_(None),
+                    )
                 )
-            ).first()
-            if served is not None:
-                self._report(tx, served, job)
-                return
-            self._apply(tx, Outcome.from_job(job, str(self.me)))
+            }
+            for job in jobs:
+                tx.flush()
+                mark, n_events, n_callbacks = tx.audit.mark(), len(tx.events), len(tx.callbacks)
+                try:
+                    with tx.conn.begin_nested():
+                        if job.job_id in served:
+                            self._report(tx, served[job.job_id], job)
+                        else:
+                            self._apply(tx, Outcome.from_job(job, str(self.me)))
+                        tx.flush()
+                except Exception:
+                    tx.outbox_rows.clear()
+                    tx.audit.rollback(mark)
+                    del tx.events[n_events:], tx.callbacks[n_callbacks:]
+                    log.exception("settling job %s failed", job.job_id)
 
         await self._tx(fn)
 
@@ -824,11 +917,9 @@ class AgencyService:
             "served_by": outcome.served_by,
             "plugin": outcome.plugin,
         }
-        case_number = case_rows.apply_inquiry_outcome(conn, outcome, tx.now_ms)
-        if case_number is not None:
-            agency = conn.execute(
-                select(case_inquiries.c.agency).where(case_inquiries.c.request_id == outcome.request_id)
-            ).scalar_one()
+        inquiry = case_rows.apply_inquiry_outcome(conn, outcome, tx.now_ms)
+        if inquiry is not None:
+            case_number, agency = inquiry
             changes = measure_rows.sync_reported(conn, agency, outcome.result, tx.now_ms)
             detail.update(case_number=case_number, agency=agency)
             tx.audit.append("inquiry_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
@@ -839,11 +930,42 @@ class AgencyService:
                 return
             case_number, changes = applied
             detail.update(case_number=case_number)
+            self._refresh_waiting(tx, outcome.request_id)
             tx.audit.append("control_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
             tx.events.append(("control.answered", detail))
         for change in changes:
             tx.events.append(("measure.changed", change))
         tx.callbacks.append(self._notify)
+
+    def _refresh_waiting(self, tx: Tx, request_id: str) -> None:
+        """After a release answered, ask the agency again for the cases of this court that wait
+        (轮候) on the same asset: their measure may have taken effect (the agency promotes it)."""
+        row = tx.conn.execute(
+            select(measures.c.action, measures.c.agency, measures.c.asset_id, measures.c.status).where(
+                measures.c.request_id == request_id
+            )
+        ).first()
+        if row is None or row.status != "answered" or row.action not in ("release", "release_waiting", "deduct"):
+            return
+        if row.asset_id is None:
+            return
+        waiting = tx.conn.execute(
+            select(measures.c.case_number)
+            .where(
+                measures.c.agency == row.agency,
+                measures.c.asset_id == row.asset_id,
+                measures.c.state == measure_rows.WAITING,
+            )
+            .distinct()
+        ).scalars()
+        for case_number in waiting:
+            tx.callbacks.append(self._reinquire_soon(str(case_number), str(row.agency)))
+
+    def _reinquire_soon(self, case_number: str, agency: str) -> Callable[[], None]:
+        def go() -> None:
+            self._spawn(self.start_inquiries(case_number, again=True, only={agency}))
+
+        return go
 
     # -- the periodic check ------------------------------------------------------------------------
 
@@ -862,9 +984,10 @@ class AgencyService:
         store = self.node.store
         counts = {"started": 0, "resubmitted": 0, "settled": 0, "timed_out": 0, "reminders": 0}
 
-        for case_number in await store.read(lambda conn: case_rows.cases_to_start(conn, grace)):
-            await self.start_inquiries(case_number)
-            counts["started"] += 1
+        unstarted = await store.read(lambda conn: case_rows.cases_to_start(conn, grace))
+        if unstarted:
+            await self.start_inquiries(*unstarted)
+            counts["started"] = len(unstarted)
 
         def pending(conn: Connection) -> tuple[list[Any], list[Any]]:
             local = case_rows.pending_local_inquiries(conn) + measure_rows.pending_local_requests(conn)

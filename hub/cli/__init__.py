@@ -10,7 +10,8 @@ import contextlib
 
 import typer
 
-from hub.cli import node_cmds
+import hub.agency.routing  # noqa: F401 - registers the agency.* envelope kinds (audit verify opens them)
+from hub.cli import agency_cmds, node_cmds
 from hub.cli.output import fail_from
 from hub.cli.record_cmds import audit_app, case_app, directive_app
 from hub.errors import CourtHubError
@@ -26,12 +27,13 @@ app.command()(node_cmds.init)
 app.command()(node_cmds.token)
 app.command()(node_cmds.join)
 app.command()(node_cmds.run)
-app.command()(node_cmds.status)
+app.command("status")(agency_cmds.status)  # node_cmds.status plus the agency section
 app.command()(node_cmds.ping)
 app.command()(node_cmds.revoke)
 app.add_typer(directive_app, name="directive")
 app.add_typer(audit_app, name="audit")
 app.add_typer(case_app, name="case")
+agency_cmds.register(app)
 
 
 def _register_optional() -> None:
