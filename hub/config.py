@@ -106,8 +106,10 @@ class AgencySection(_Section):
     control_timeout_s: float = Field(default=3600.0, gt=0)
     # Reminders, recovery and time-outs are checked this often.
     check_interval_s: float = Field(default=30.0, gt=0)
-    # Plugin calls in flight per plugin in the node's own worker.
+    # Plugin calls in flight per plugin in the node's own worker; `node_worker = false` leaves the
+    # queue to `court-hub worker` processes (scale-out).
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    node_worker: bool = True
     # Who acts for the court in requests to agencies, unless a request names someone.
     judge_name: str = Field(default="执行指挥中心", min_length=1, max_length=50)
     judge_phone: str = ""
@@ -126,6 +128,7 @@ class Config(_Section):
     admin: AdminSection = AdminSection()
     agency: AgencySection = AgencySection()
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    case_mgmt: dict[str, Any] = Field(default_factory=dict)  # validated by hub.workflows.deadlines
 
     @property
     def court(self) -> CourtCode:

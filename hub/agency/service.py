@@ -218,7 +218,7 @@ class AgencyService:
 
     def _start_worker(self) -> None:
         names = self.host.names()
-        if not names or self.node.bus.nc is None:
+        if not names or self.node.bus.nc is None or not self.settings.node_worker:
             return
         self._worker_stop = asyncio.Event()
         self.worker = Worker(

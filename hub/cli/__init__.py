@@ -51,4 +51,7 @@ def main() -> None:
     try:
         app()
     except CourtHubError as exc:
-        fail_from(exc)
+        try:
+            fail_from(exc)
+        except typer.Exit as done:  # outside typer's own handling: exit quietly, no traceback
+            raise SystemExit(done.exit_code) from None
