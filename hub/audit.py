@@ -93,8 +93,12 @@ class AuditLog:
 
 
 def head(conn: Connection) -> tuple[int, str]:
-    """The chain head: (last seq, its hash), or (0, GENESIS) for an empty log."""
-    row = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    """The chain head: (last seq, its hash), or (0, GENESIS) for an empty log.
+
+    Read in every transaction that appends, so it is plain SQL: the statement machinery of a
+    Core ``select`` cost more than the query itself on the envelope path.
+    """
+    row = conn.exec_driver_sql("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").first()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 

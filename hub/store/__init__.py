@@ -185,13 +185,22 @@ class Store:
     def _commit_group(self, conn: Connection, batch: list[_Job]) -> Connection:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            with conn.begin():
-                for job in batch:
+            with conn.begin() as trans:
+                if len(batch) == 1:
+                    # Alone in the transaction, a write needs no savepoint: its failure rolls back
+                    # the transaction, which holds nothing else.
                     try:
-                        with conn.begin_nested():
-                            outcomes.append((job.fn(conn), None))
-                    except Exception as failure:  # one write's failure is that caller's alone
+                        outcomes.append((batch[0].fn(conn), None))
+                    except Exception as failure:
                         outcomes.append((None, failure))
+                        trans.rollback()
+                else:
+                    for job in batch:
+                        try:
+                            with conn.begin_nested():
+                                outcomes.append((job.fn(conn), None))
+                        except Exception as failure:  # one write's failure is that caller's alone
+                            outcomes.append((None, failure))
             self.commits += 1
         except SQLAlchemyError as exc:
             # The commit itself failed (disk full, lost connection): nothing of the group is kept.
