@@ -184,7 +184,8 @@ def _agency_scenario(tree: LocalTree, quiet: bool, summary: dict[str, Any], sims
         caps: dict[str, str] = tree.status(court)["capabilities"]
         return {c: where for c, where in caps.items() if c.endswith(".inquiry")}
 
-    tree.wait_until(lambda: len(reachable("豫1402")) == 4 and len(reachable("豫1403")) == 4, 30, "能力通告")
+    expected = {"bank.inquiry": "豫14", "land.inquiry": "豫", "public_security.inquiry": "豫", "telecom.inquiry": "豫"}
+    tree.wait_until(lambda: reachable("豫1402") == expected == reachable("豫1403"), 30, "能力通告")
     caps = reachable("豫1402")
     if not quiet:
         table(
