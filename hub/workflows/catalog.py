@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from hub.workflows import supervision
+from hub.workflows import approvals, entrust, supervision
 
 MODULES: list[ModuleType] = [
     supervision,
+    approvals,
+    entrust,
 ]
