@@ -12,6 +12,7 @@ process (``node_worker = false``) to show the scale-out path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import pytest
 
 from hub.config import Home
 from hub.localtree import LocalTree, NodeSpec
+from plugins.agency import client_for
 from plugins.agency.sim import SimulatorProcess
 from plugins.agency.subjects import SeededSubject, subject_by_role
 
@@ -306,6 +308,38 @@ def test_a_separate_worker_process_serves_the_queue(
         assert "answered 4" in (tmp_path / "worker.log").read_text()
         workers = _job_workers(home)
         assert workers and all(w.split(":")[1] == str(worker.pid) for w in workers), workers
+
+
+def test_an_agency_that_misses_the_deadline_is_timed_out_with_the_reason_in_status(
+    sims: dict[str, SimulatorProcess], rich: SeededSubject, tmp_path: Path
+) -> None:
+    plugins = {k: {"url": s.url} for k, s in sims.items()}
+    spec = NodeSpec("豫", "河南省高级人民法院", plugins=plugins, agency={**AGENCY, "inquiry_timeout_s": 1.0})
+    with LocalTree(tmp_path / "slow", [spec]) as solo:
+        solo.start_all()
+        asyncio.run(_slow_once(sims["telecom"].url, 4000))
+        number = "（2026）豫执9号"
+        _file(solo, "豫", number, rich, wait_s=0)
+
+        def telecom() -> dict[str, Any]:
+            solo.call("豫", "agency.check")  # what the periodic check does, now
+            rows = solo.call("豫", "case.show", {"number": number})["inquiries"]
+            found: dict[str, Any] = next(i for i in rows if i["agency"] == "telecom")
+            return found
+
+        solo.wait_until(lambda: telecom()["status"] == "timed_out", 20, "the telecom inquiry to time out")
+        others = {i["agency"]: i["status"] for i in solo.call("豫", "case.show", {"number": number})["inquiries"]}
+        assert others == {"bank": "answered", "land": "answered", "public_security": "answered", "telecom": "timed_out"}
+        agency = solo.status("豫")["agency"]
+        assert agency["inquiries"]["timed_out"] == 1
+        # The queue gave up on the job too: listed with its reason among the dead letters.
+        dead = [d for d in agency["queue"]["dead_letters"] if d["plugin"] == "telecom"]
+        assert dead and dead[0]["status"] == "timed_out" and dead[0]["reason"] == "deadline", dead
+
+
+async def _slow_once(url: str, delay_ms: int) -> None:
+    async with client_for("telecom", url) as client:
+        await client.set_fault("slow", delay_ms=delay_ms, count=1)
 
 
 def _job_workers(home: Path) -> set[str]:

@@ -172,6 +172,7 @@ class AgencyService:
             "plugins.list": self.list_plugins,
             "plugins.reload": self.reload_plugins,
             "agency.status": lambda args: self.status(),
+            "agency.check": lambda args: self.tick(),
         }
         for name, op in ops.items():
             admin.register(name, op)
