@@ -318,3 +318,44 @@ async def test_entrusted_freeze_done_by_the_entrusted_courts_bank_plugin(tmp_pat
             assert result["measure_id"] and a["data"]["result"].startswith("冻结结果")
             history = await tree[A].workflows.history(item)
             assert [e["action"] for e in history["events"]] == ["create", "register", "progress", "complete"]
+
+
+def test_escalation_goes_to_the_common_superior_court() -> None:
+    def target(a: str, b: str) -> tuple[str, str] | None:
+        found = entrust.escalation_target(CourtCode.parse(a), CourtCode.parse(b))
+        return None if found is None else (found[0], str(found[1]))
+
+    assert target("豫1402", "豫0102") == ("entrust_escalation", "豫")  # two cities: the province
+    assert target("豫1402", "豫1403") == ("entrust_escalation", "豫14")  # one city: the city
+    assert target("桂0305", "豫0102") == ("entrust_escalation", "最高法")  # two provinces: the national root
+    assert target("豫01", "豫0102") == ("supervision", "豫0102")  # the entrusting court is above: it supervises
+    assert target("豫0102", "豫01") == ("entrust_escalation", "豫")  # the entrusted court is above: its superior
+
+
+async def test_six_months_when_the_entrusting_court_is_above_becomes_its_supervision(tmp_path: Path) -> None:
+    async with inproc_tree(tmp_path, SPECS) as tree:
+        t0 = tree.clock.now_ms()
+        shown = await op(tree, "豫01", "entrust.create")(
+            {"to": B, "item": "investigate", "case_number": "（2024）豫01执5号", "text": "调查被执行人经营场所"}
+        )
+        item = str(shown["item_id"])
+
+        async def registered() -> bool:
+            return (await row(tree, "豫01", item)).get("state") == "registered"
+
+        await tree.settle(lambda: _has_entrust(tree, B, item))
+        await step(tree, B, "register", item)
+        await tree.settle(registered)
+        tree.clock.advance(ms=entrust.add_months(t0, 6) - tree.clock.now_ms())
+        assert [t["action"] for t in await tree["豫01"].workflows.tick()] == ["escalate"]
+        letter = entrust.linked_id(item, "escalation")
+
+        async def supervised() -> bool:
+            return any(r["item_id"] == letter for r in await tree[B].workflows.items("supervision"))
+
+        await tree.settle(supervised)
+        assert (await row(tree, B, item))["data"]["escalation_workflow"] == "supervision"
+
+
+async def _has_entrust(tree: InProcTree, court: str, item: str) -> bool:
+    return bool(await row(tree, court, item))

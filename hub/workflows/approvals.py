@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from sqlalchemy import update
+from sqlalchemy import Connection, select, update
 
 from hub.codes import CaseNumber, CourtCode, CourtLevel
 from hub.errors import AuthorityError, ConfigError, CourtHubError, InvalidCode, InvalidInput, NotFound, TrustError
@@ -467,11 +467,19 @@ async def request(node: Node, args: Mapping[str, Any]) -> dict[str, Any]:
 
 async def resolve(node: Node, workflow: str, text: str) -> str:
     """An item id as typed by a person: the whole id, or a unique prefix of at least 6 characters."""
-    text = text.strip()
-    ids = {str(r["item_id"]) for r in await node.workflows.items(workflow)}
-    if text in ids:
+    text = text.strip().lower()
+    if not text or not all(c in "0123456789abcdef" for c in text):
+        raise NotFound(f"{text!r} is not a {workflow} item id")
+
+    def read(conn: Connection) -> list[str]:
+        ids = workflow_items.c.item_id
+        where = ids == text if len(text) < MIN_PREFIX else ids.like(f"{text}%")
+        q = select(ids).where(workflow_items.c.workflow == workflow, where).distinct().limit(10)
+        return sorted(str(i) for i in conn.execute(q).scalars())
+
+    found = await node.store.read(read)
+    if text in found:
         return text
-    found = sorted(i for i in ids if len(text) >= MIN_PREFIX and i.startswith(text))
     if len(found) == 1:
         return found[0]
     if len(found) > 1:

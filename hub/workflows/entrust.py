@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from hub.agency.routing import INQUIRY
 from hub.agency.service import DOCUMENTS
@@ -70,7 +70,7 @@ from hub.workflows.engine import (
     days,
     make_attachment,
 )
-from hub.workflows.schema import workflow_events
+from hub.workflows.schema import workflow_events, workflow_items
 
 if TYPE_CHECKING:
     from hub.node import Node
@@ -812,14 +812,21 @@ class Entrust:
 
     async def reconcile(self) -> int:
         """Submit what was recorded but not queued; complete matters whose agency job ended."""
-        rows = [
-            r
-            for r in await self.node.workflows.items("entrust")
-            if r["role"] == "party"
-            and r["state"] == "in_progress"
-            and r["data"].get("agency_request_id")
-            and r["data"].get("agency_settled") != r["data"]["agency_request_id"]
-        ]
+
+        def read(conn: Connection) -> list[dict[str, Any]]:
+            q = select(workflow_items).where(
+                workflow_items.c.workflow == "entrust",
+                workflow_items.c.state == "in_progress",
+                workflow_items.c.role == "party",
+            )
+            out = []
+            for r in conn.execute(q).all():
+                data = json.loads(r.data)
+                if data.get("agency_request_id") and data.get("agency_settled") != data["agency_request_id"]:
+                    out.append({"item_id": r.item_id, "case_number": r.case_number, "data": data})
+            return out
+
+        rows = await self.node.store.read(read)
         done = 0
         for row in rows:
             rid = str(row["data"]["agency_request_id"])
