@@ -26,8 +26,8 @@ from hub.localtree import NodeSpec
 from hub.proto.courthub.v1 import workflow_pb2 as wpb
 from hub.store.schema import audit, deliveries
 from hub.workflows import approvals
+from plugins.agency.approval import ApprovalError, write_trusted_approvers
 from plugins.agency.approval import verify_approval as agency_verify
-from plugins.agency.approval import write_trusted_approvers
 from plugins.agency.errors import AgencyRefused
 from plugins.agency.model import Subject
 from plugins.agency.sim import SimulatorProcess
@@ -107,6 +107,9 @@ async def test_border_control_approved_by_the_high_court_and_accepted_by_the_age
             token, "border_control", PERSON.id_no, trusted={"豫": [high_key]}, now_ms=tree.clock.now_ms()
         )
         assert (claims.iss, claims.sub, claims.jti) == ("豫", CASE, decision.decision_id)
+        # …and so does a verifier backed by the tree's certificates instead of a key file.
+        tree_verifier = approvals.TreeApprovalVerifier(tree["豫1402"].trust, tree.clock)
+        assert tree_verifier.verify_approval(token, "border_control", PERSON.id_no) == claims
         # A denial is sealed too, but no agency takes it for an approval.
         denied_req = await ask(tree, "border_control")
         await op(tree, "豫", "approval.decide")(
@@ -119,6 +122,9 @@ async def test_border_control_approved_by_the_high_court_and_accepted_by_the_age
         await tree.settle(denied)
         denial = str((await op(tree, "豫1402", "approval.show")({"item_id": denied_req["item_id"]}))["token"])
         assert not approvals.verify_decision(denial, tree["豫1402"].trust).approved
+        with pytest.raises(ApprovalError) as not_approved:
+            tree_verifier.verify_approval(denial, "border_control", PERSON.id_no)
+        assert not_approved.value.reason == "approval_denied"
 
         # The public-security simulator, a real process trusting 豫's key, applies the border control.
         trust_file = tmp_path / "approvers.json"
@@ -179,6 +185,11 @@ async def test_a_court_below_the_level_cannot_decide(tmp_path: Path) -> None:
         )
         with pytest.raises(AuthorityError):
             approvals.verify_decision(token, tree["豫1402"].trust)
+        with pytest.raises(ApprovalError) as agency_side:  # an executing plugin refuses it too
+            approvals.TreeApprovalVerifier(tree["豫"].trust, tree.clock).verify_approval(
+                token, "border_control", PERSON.id_no
+            )
+        assert agency_side.value.reason == "approval_wrong_level"
         payload = wpb.WorkflowPayload(
             workflow="approval",
             item_id=asked["item_id"],

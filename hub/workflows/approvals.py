@@ -38,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from sqlalchemy import Connection, select, update
 
+from hub.clock import Clock
 from hub.codes import CaseNumber, CourtCode, CourtLevel
 from hub.errors import AuthorityError, ConfigError, CourtHubError, InvalidCode, InvalidInput, NotFound, TrustError
 from hub.trust import TrustStore, below
 from hub.workflows.engine import Data, Relation, Step, WorkflowSpec, WorkflowTx, clear
 from hub.workflows.schema import workflow_items
+from plugins.agency.approval import ApprovalClaims, ApprovalError
 
 if TYPE_CHECKING:
     from hub.node import Node
@@ -314,6 +316,42 @@ def verify_decision(
     if now_ms is not None and out.approved and now_ms >= out.expires_at_s * 1000:
         raise TrustError(f"approval {out.decision_id} has expired", reason="approval_expired")
     return out
+
+
+class TreeApprovalVerifier:
+    """The agencies' :class:`~plugins.agency.approval.ApprovalVerifier`, backed by the federation:
+    a gated action's approval must be a decision token of a court whose certificate chains to the
+    tree's root and that sits at the configured level — instead of a fixed list of trusted keys.
+    A connector given this verifier checks approvals before a request leaves the hub."""
+
+    def __init__(self, trust: TrustStore, clock: Clock, levels: Mapping[str, CourtLevel] | None = None) -> None:
+        self.trust = trust
+        self.clock = clock
+        self.levels = levels
+
+    def verify_approval(self, token: str, action: str, subject_id: str) -> ApprovalClaims:
+        if not token:
+            raise ApprovalError("approval_required", "缺少审批签章：该措施须经上级法院电子签章审批")
+        try:
+            decision = verify_decision(token, self.trust, levels=self.levels, now_ms=self.clock.now_ms())
+        except CourtHubError as exc:
+            reason = "approval_expired" if exc.reason == "approval_expired" else f"approval_{exc.reason}"
+            raise ApprovalError(reason, f"审批签章无效：{exc.message}") from None
+        if not decision.approved:
+            raise ApprovalError("approval_denied", f"{decision.approver}未批准该事项（决定编号{decision.decision_id}）")
+        if decision.action != action:
+            raise ApprovalError("approval_wrong_action", f"审批事项为{decision.action}，与请求的{action}不符")
+        if decision.subject_id != subject_id:
+            raise ApprovalError("approval_wrong_subject", "审批所涉人员证件号码与请求不符")
+        return ApprovalClaims(
+            iss=str(decision.approver),
+            sub=decision.case_number,
+            act=decision.action,
+            subject_id=decision.subject_id,
+            exp=decision.expires_at_s,
+            jti=decision.decision_id,
+            iat=decision.issued_at_s,
+        )
 
 
 # -- the workflow ----------------------------------------------------------------------------------
