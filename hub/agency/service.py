@@ -108,6 +108,19 @@ def _chinese_number(n: int) -> str:
     return str(n)
 
 
+async def close_plugins(host: PluginHost) -> None:
+    """Let plugins release their connections (connectors offer ``aclose``; the hook API has no
+    shutdown hook yet)."""
+    for name in host.names():
+        close = getattr(host.plugin(name), "aclose", None)
+        if close is None:
+            continue
+        try:
+            await asyncio.wait_for(close(), 5)
+        except Exception as exc:
+            log.warning("closing plugin %s: %s", name, exc)
+
+
 def _get_job(conn: Connection, job_id: str) -> Job | None:
     row = conn.execute(select(agency_jobs).where(agency_jobs.c.job_id == job_id)).mappings().first()
     return Job.from_row(row) if row is not None else None
@@ -160,6 +173,7 @@ class AgencyService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await close_plugins(self.host)
 
     def register(self, admin: AdminService) -> None:
         ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -203,7 +217,8 @@ class AgencyService:
             host = PluginHost(sections, clock=self.clock)
             await asyncio.to_thread(host.load_entry_points)
             await self._stop_worker()
-            self.host, self.plugin_config = host, plugin_config
+            old, self.host, self.plugin_config = self.host, host, plugin_config
+            await close_plugins(old)
             self.local = LocalPlugins.build(host, plugin_config)
             offered = self.local.announced(self.me)
             changed = offered != self.node.router.capabilities

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hub.cli.client import call
 from hub.cli.node_cmds import HomeOpt, JsonOpt
@@ -150,7 +151,7 @@ def _print_case(data: dict[str, Any]) -> None:
                     iso(i["requested_at_ms"]),
                     _ms(i.get("elapsed_ms")),
                     _assets(i),
-                    (i.get("message") or "")[:60],
+                    escape((i.get("message") or "")[:60]),
                 ]
                 for i in inquiries
             ],
@@ -179,7 +180,7 @@ def _print_case(data: dict[str, Any]) -> None:
                     (m.get("expires_at") or "")[:10],
                     m.get("queue_position") or "",
                     _route(m),
-                    (m.get("reason") or "")[:50],
+                    escape((m.get("reason") or "")[:50]),
                 ]
                 for m in measures
             ],
@@ -304,10 +305,10 @@ def control(
             + (f"  控制 {yuan(m.get('controlled_amount_fen'))}" if m.get("controlled_amount_fen") is not None else "")
             + (f"  到期 {m['expires_at']}" if m.get("expires_at") else "")
             + (f"  轮候第 {m['queue_position']} 位" if m.get("queue_position") else "")
-            + (f"  原因 {m['reason']}" if m.get("reason") else "")
+            + (f"  原因 {escape(m['reason'])}" if m.get("reason") else "")
         )
     elif m["status"] != "pending":
-        console.print(f"[red]{m.get('reason') or ''}[/]")
+        console.print(f"[red]{escape(m.get('reason') or '')}[/]")
 
 
 # -- plugins ---------------------------------------------------------------------------------
@@ -336,7 +337,7 @@ def plugins_list(home: HomeOpt, json_out: JsonOpt = False) -> None:
                 p.get("scope") or "",
                 p["state"],
                 (p.get("health") or {}).get("status", ""),
-                (p.get("message") or (p.get("health") or {}).get("message") or "")[:60],
+                escape((p.get("message") or (p.get("health") or {}).get("message") or "")[:70]),
             ]
             for p in data["plugins"]
         ],
@@ -352,6 +353,7 @@ async def _offline_plugins(home: Home) -> dict[str, Any]:
     from importlib.metadata import entry_points
 
     from hub.agency.routing import LocalPlugins
+    from hub.agency.service import close_plugins
     from hub.plugins.hookspec import ENTRY_POINT_GROUP
     from hub.plugins.host import PluginHost
 
@@ -369,10 +371,7 @@ async def _offline_plugins(home: Home) -> dict[str, Any]:
         if status.state == "disabled" and status.name not in config.plugins:
             item["message"] = f"not configured on this node (add a [plugins.{status.name}] section)"
         out.append(item)
-    for name in host.names():
-        close = getattr(host.plugin(name), "aclose", None)
-        if close is not None:
-            await close()
+    await close_plugins(host)
     return {"court": config.node.court, "plugins": out, "offered": None, "reachable": {}, "node": "stopped"}
 
 
@@ -417,7 +416,7 @@ def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
                     d["status"],
                     d["attempts"],
                     d["reason"],
-                    (d["message"] or "")[:70],
+                    escape((d["message"] or "")[:70]),
                 ]
                 for d in q["dead_letters"]
             ],
@@ -437,6 +436,7 @@ def worker(
     """Run an extra worker on the node's agency queue (same store, same NATS) until SIGTERM."""
     from importlib.metadata import entry_points
 
+    from hub.agency.service import close_plugins
     from hub.jobs import run_worker
     from hub.plugins.hookspec import ENTRY_POINT_GROUP
     from hub.plugins.host import PluginHost
@@ -478,6 +478,7 @@ def worker(
             s = w.stats
             console.print(f"worker stopped: handled {s.handled}, answered {s.answered}, retried {s.retried}")
         finally:
+            await close_plugins(host)
             await asyncio.to_thread(store.close)
 
     asyncio.run(main())
