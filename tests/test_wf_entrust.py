@@ -117,9 +117,9 @@ async def test_register_within_7_days_rule(tmp_path: Path) -> None:
         item = await create(tree)
         await both(tree, item, "submitted")
         tree.clock.advance(days=7, ms=-1)
-        assert await tree[A].workflows.tick() == []  # within 7 days: in time
+        assert await op(tree, A, "entrust.tick")({}) == []  # within 7 days: in time
         tree.clock.advance(ms=1)
-        taken = await tree[A].workflows.tick()
+        taken = await op(tree, A, "entrust.tick")({})
         assert [t["action"] for t in taken] == ["remind_register"]  # rule: not registered in 7 days → 催办
         await both(tree, item, "register_overdue")
         await step(tree, B, "register", item)  # registering late is still possible
@@ -144,9 +144,9 @@ async def test_material_30_days_rule(tmp_path: Path) -> None:
         await step(tree, B, "request_material", item, text="请补充申请执行人联系方式")
         await both(tree, item, "material_requested")
         tree.clock.advance(days=30, ms=-1)
-        assert await tree[B].workflows.tick() == []
+        assert await op(tree, B, "entrust.tick")({}) == []
         tree.clock.advance(ms=1)
-        taken = await tree[B].workflows.tick()
+        taken = await op(tree, B, "entrust.tick")({})
         assert [t["action"] for t in taken] == ["material_lapsed"]  # rule: not supplied in 30 days
         await both(tree, item, "material_lapsed")
 
@@ -181,7 +181,7 @@ async def test_return_needs_high_court_approval_then_15_days_rule(tmp_path: Path
         assert a["deadline_ms"] == tree.clock.now_ms() + 15 * DAY_MS  # rule: hand the papers back in 15 days
         assert (await op(tree, A, "entrust.show")({"item_id": item}))["data"]["return_approved_by"] == "豫"
         tree.clock.advance(days=15, ms=1)
-        taken = await tree[A].workflows.tick()
+        taken = await op(tree, A, "entrust.tick")({})
         assert [t["action"] for t in taken] == ["remind_return"]  # overdue → 催退 from the entrusting court
         await both(tree, item, "return_overdue")
         await step(tree, B, "hand_back", item, text="已将委托函及案卷材料退回，说明：本辖区无可供执行财产")
@@ -209,9 +209,9 @@ async def test_six_months_escalates_to_the_common_superior(tmp_path: Path) -> No
         assert early.value.reason == "too_early"
         limit = entrust.add_months(t0, 6)
         tree.clock.advance(ms=limit - 1 - tree.clock.now_ms())
-        assert await tree[A].workflows.tick() == []  # within six months: not yet
+        assert await op(tree, A, "entrust.tick")({}) == []  # within six months: not yet
         tree.clock.advance(ms=1)
-        taken = await tree[A].workflows.tick()
+        taken = await op(tree, A, "entrust.tick")({})
         assert [t["action"] for t in taken] == ["escalate"]  # rule: unfinished after 6 months → common superior
         a, b = await both(tree, item, "escalated")
         assert a["data"]["escalated_to"] == b["data"]["escalated_to"] == "豫"  # both ends see where it went
@@ -347,7 +347,7 @@ async def test_six_months_when_the_entrusting_court_is_above_becomes_its_supervi
         await step(tree, B, "register", item)
         await tree.settle(registered)
         tree.clock.advance(ms=entrust.add_months(t0, 6) - tree.clock.now_ms())
-        assert [t["action"] for t in await tree["豫01"].workflows.tick()] == ["escalate"]
+        assert [t["action"] for t in await op(tree, "豫01", "entrust.tick")({})] == ["escalate"]
         letter = entrust.linked_id(item, "escalation")
 
         async def supervised() -> bool:
