@@ -44,6 +44,7 @@ STATES = {
     "approved": "已批准",
     "denied": "不予批准",
 }
+LEVELS = {"national": "最高人民法院", "high": "高级人民法院", "intermediate": "中级人民法院", "basic": "基层人民法院"}
 ITEMS = {"inquire": "查询", "freeze": "冻结", "seal": "查封", "investigate": "调查", "serve": "送达"}
 
 
@@ -322,9 +323,8 @@ def approval_request(
     if json_out:
         emit_json(result)
         return
-    console.print(
-        f"审批请求已报送 {result['to']}（{result['action']}，需{result['required_level']}级）：{result['item_id']}"
-    )
+    level = LEVELS.get(result["required_level"], result["required_level"])
+    console.print(f"审批请求已报送 {result['to']}（{result['action']}，由{level}审批）：{result['item_id']}")
     if result.get("warning"):
         console.print(f"[yellow]注意：{result['warning']}[/]")
 

@@ -159,8 +159,14 @@ def check_handover(item: str, submitted_ms: int, measure_expiry_ms: int | None) 
     if item not in MEASURE_ITEMS:
         raise InvalidInput(f"entrust {item}: measure_expiry is for a freeze or a seal being handed over")
     limit = add_months(submitted_ms, HANDOVER_MIN_MONTHS)
+    if measure_expiry_ms <= submitted_ms:
+        raise InvalidInput(
+            f"{RULE_RENEW}: the {ITEMS[item]} measure expired on {_day(measure_expiry_ms)}; a lapsed measure "
+            "cannot be handed over — entrust a new one instead",
+            reason="renew_before_handover",
+        )
     if measure_expiry_ms < limit:
-        left = max(0, (measure_expiry_ms - submitted_ms) // DAY_MS)
+        left = (measure_expiry_ms - submitted_ms) // DAY_MS
         action = "续冻" if item == "freeze" else "续封"
         raise InvalidInput(
             f"{RULE_RENEW}: the {ITEMS[item]} measure expires on {_day(measure_expiry_ms)}, {left} days after "
