@@ -205,6 +205,26 @@ def test_a_waiting_freeze_takes_effect_after_the_release(tree: LocalTree, rich: 
     assert now["second"]["expires_at_ms"] is not None and now["second"]["queue_position"] is None
 
 
+def test_a_case_filed_while_the_city_node_is_down_is_answered_after_its_restart(
+    tree: LocalTree, rich: SeededSubject
+) -> None:
+    """豫14 relays everything 豫1402 asks (and serves its bank): kill -9 it, file, restart it."""
+    tree.kill("豫14")
+    number = "（2026）豫1402执107号"
+    shown = _file(tree, "豫1402", number, rich, wait_s=1)
+    assert {i["status"] for i in shown["inquiries"]} == {"pending"} and len(shown["inquiries"]) == 4
+    tree.start("豫14")
+    tree.wait_links(60)
+
+    def states() -> dict[str, str]:
+        rows = tree.call("豫1402", "case.show", {"number": number})["inquiries"]
+        return {i["agency"]: i["status"] for i in rows}
+
+    tree.wait_until(lambda: set(states().values()) == {"answered"}, 60, "answers after the restart")
+    served = {i["agency"]: i["served_by"] for i in tree.call("豫1402", "case.show", {"number": number})["inquiries"]}
+    assert served == {"bank": "豫14", "land": "豫", "public_security": "豫", "telecom": "豫"}
+
+
 def test_control_needs_a_reachable_capability_and_a_case(tree: LocalTree) -> None:
     home = str(tree.homes["豫1402"])
     no_case = _cli("control", "--home", home, "（2026）豫1402执999号", "freeze", "--agency", "bank",

@@ -986,8 +986,11 @@ class AgencyService:
     # -- the periodic check ------------------------------------------------------------------------
 
     async def _periodic(self) -> None:
+        # Soon after start (finish what a crash interrupted), then every check_interval_s.
+        delay = min(5.0, self.settings.check_interval_s)
         while True:
-            await asyncio.sleep(self.settings.check_interval_s)
+            await asyncio.sleep(delay)
+            delay = self.settings.check_interval_s
             try:
                 await self.tick()
             except Exception:
