@@ -50,6 +50,7 @@ from hub.store.schema import children, outbox
 from hub.trust import CourtCertificate, below, issue_revocation
 from hub.workflows import load_workflows
 from hub.workflows.directives import Directives
+from hub.workflows.duty import current_duty
 from hub.workflows.engine import WorkflowEngine
 
 log = logging.getLogger(__name__)
@@ -363,6 +364,7 @@ class Node:
             "audit": data["audit"],
             "bus": {"url": self.bus.url, "embedded": self.bus.server is not None},
             "agency": await self.agency.status(),
+            "duty": await current_duty(self),  # 值班: today's duty officer (hub.workflows.duty)
         }
 
     def certificate(self) -> CourtCertificate:

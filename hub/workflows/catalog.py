@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from hub.workflows import approvals, entrust, supervision
+from hub.workflows import approvals, command, entrust, supervision
 
 MODULES: list[ModuleType] = [
     supervision,
     approvals,
     entrust,
+    command,
 ]

@@ -48,6 +48,7 @@ class Directives:
     def __init__(self, node: Node) -> None:
         self.node = node
         node.exchange.handle("directive", self._on_directive)
+        self.on_sent: Any = lambda *_: None  # (tx, id, payload, recipients) when sent: hub.workflows.directive_flow
 
     async def send(
         self, to: CourtCode, subtree: bool, title: str, body: str, level: str = "routine", feedback_due_ms: int = 0
@@ -79,6 +80,7 @@ class Directives:
                     created_at_ms=tx.now_ms,
                 )
             )
+            self.on_sent(tx, eid, payload, recipients)
 
         eid, _ = await self.node.exchange.originate("directive", target, payload, extra=record)
         return eid, recipients

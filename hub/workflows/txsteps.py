@@ -1,0 +1,322 @@
+"""Workflow steps inside an existing transaction, for the command-center workflows.
+
+The engine's :meth:`~hub.workflows.engine.WorkflowEngine.create` and ``act`` each run their own
+transaction. Some steps must happen *inside* another one, atomically with what caused them:
+
+* a directive's per-recipient items are opened with the directive itself (issuer side) and with its
+  delivery (recipient side) — no envelope of their own, the directive is the envelope;
+* an important-case report forwarded by rule is forwarded in the transaction that received it, and
+  an instruction relayed down (or a follow-up relayed up) in the transaction that brought it.
+
+These helpers apply the engine's own rules (relation, side, state, checks, deadlines, effects) and
+originate the ``workflow`` envelope with :meth:`Exchange.emit` in the caller's transaction. They use
+the engine's row helpers (``_insert``/``_apply``/``_get``) until the engine offers public
+in-transaction variants. Also here: resolving an item id typed by a person (a unique prefix),
+refusals that leave an audit entry at the refusing court, and the periodic tick of these workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
+
+from hub.clock import FixedClock
+from hub.codes import CourtCode
+from hub.errors import AuthorityError, CourtHubError, InvalidInput, NotFound
+from hub.federation.envelope import Target
+from hub.federation.exchange import Tx
+from hub.proto.courthub.v1 import workflow_pb2 as wpb
+from hub.workflows.engine import Data, WorkflowEngine, WorkflowSpec
+from hub.workflows.schema import workflow_events, workflow_items
+
+if TYPE_CHECKING:
+    from hub.node import Node
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 30.0
+MIN_PREFIX = 6
+
+
+class RuleError(InvalidInput):
+    """A step refused by a named time limit or rule (the message names the rule)."""
+
+    reason = "rule_violated"
+
+
+def checked(spec: WorkflowSpec, action: str, raw: Data) -> Data:
+    """Run a step's (or ``create``'s) check like the engine does; an automatic step stays marked."""
+    check = spec.create_check if action == "create" else spec.step(action).check
+    clean = check(dict(raw)) if check else dict(raw)
+    if raw.get("auto"):
+        clean["auto"] = True
+    return clean
+
+
+def open_local(
+    tx: Tx,
+    engine: WorkflowEngine,
+    spec: WorkflowSpec,
+    item_id: str,
+    party: CourtCode,
+    role: str,
+    title: str,
+    data: Data,
+    deadline: int | None,
+    envelope_id: str,
+    actor: str,
+    *,
+    case_number: str = "",
+    local: bool = True,
+) -> None:
+    """Open one side of an item in ``tx`` without an envelope of its own (the caller's envelope is
+    the item's origin). ``role`` is this court's side; ``actor`` the issuing court."""
+    engine._insert(tx, spec, item_id, party, role, title, case_number, data, deadline, envelope_id, actor, local=local)
+
+
+def create_in_tx(
+    tx: Tx,
+    engine: WorkflowEngine,
+    workflow: str,
+    party: CourtCode,
+    title: str,
+    data: Data,
+    *,
+    item_id: str,
+    case_number: str = "",
+) -> str:
+    """:meth:`WorkflowEngine.create` for one party, inside ``tx``; returns the envelope id."""
+    spec = engine.spec(workflow)
+    me = engine.node.me
+    spec.relation.check(me, party)
+    if not title.strip() or len(title) > 200:
+        raise InvalidInput(f"{workflow}: title must be 1–200 characters")
+    clean = checked(spec, "create", data)
+    deadline = spec.create_deadline(tx.now_ms, clean) if spec.create_deadline else None
+    payload = wpb.WorkflowPayload(
+        workflow=workflow,
+        item_id=item_id,
+        action="create",
+        issuer=str(me),
+        party=str(party),
+        data_json=json.dumps({**data, "title": title}, ensure_ascii=False),
+        deadline_ms=deadline or 0,
+    )
+    eid = engine.node.exchange.emit(tx, "workflow", Target.to_court(party), payload, case_number=case_number)
+    open_local(
+        tx, engine, spec, item_id, party, "issuer", title, clean, deadline, eid, str(me), case_number=case_number
+    )
+    return eid
+
+
+def act_in_tx(tx: Tx, engine: WorkflowEngine, item_id: str, party: CourtCode, action: str, data: Data) -> Data:
+    """:meth:`WorkflowEngine.act` inside ``tx`` (no attachments); returns the row after the step."""
+    row = engine._get(tx.conn, item_id, party)
+    spec = engine.spec(row["workflow"])
+    step = spec.step(action)
+    if step.by != row["role"]:
+        raise AuthorityError(f"{spec.name} step {action!r} is not for {engine.node.me}", reason="not_authorized")
+    if row["state"] not in step.frm:
+        raise InvalidInput(
+            f"{spec.name} item {item_id} is {row['state']}; {action!r} needs {sorted(step.frm)}", reason="wrong_state"
+        )
+    clean = checked(spec, action, data)
+    deadline = step.deadline(tx.now_ms, {**row["data"], **clean}) if step.deadline else None
+    counterpart = CourtCode.parse(row["issuer"]) if row["role"] == "party" else party
+    payload = wpb.WorkflowPayload(
+        workflow=spec.name,
+        item_id=item_id,
+        action=action,
+        issuer=row["issuer"],
+        party=str(party),
+        data_json=json.dumps(data, ensure_ascii=False),
+        deadline_ms=deadline if deadline is not None else -1,
+    )
+    eid = engine.node.exchange.emit(
+        tx, "workflow", Target.to_court(counterpart), payload, case_number=row["case_number"] or ""
+    )
+    return engine._apply(tx, spec, step, row, clean, deadline, eid, str(engine.node.me), local=True)
+
+
+def row_state(conn: Connection, item_id: str, party: str) -> str | None:
+    found = conn.execute(
+        select(workflow_items.c.state).where(workflow_items.c.item_id == item_id, workflow_items.c.party == party)
+    ).first()
+    return str(found[0]) if found else None
+
+
+def item_rows(conn: Connection, workflow: str, ident: str, role: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``workflow`` whose item id (or ``data.report_id``) starts with ``ident``, or is it.
+
+    One item id may have several rows (one per party: a directive to a subtree)."""
+    ident = ident.strip()
+    if len(ident) < MIN_PREFIX:
+        raise InvalidInput(f"an item id (or a unique prefix of at least {MIN_PREFIX} characters) is needed")
+    q = select(workflow_items).where(workflow_items.c.workflow == workflow)
+    if role is not None:
+        q = q.where(workflow_items.c.role == role)
+    out = []
+    for r in conn.execute(q.where(workflow_items.c.item_id.like(f"{_escape(ident)}%", escape="\\"))).all():
+        out.append(plain_row(r))
+    if not out and workflow == "report":
+        for r in conn.execute(q.where(workflow_items.c.data.like(f'%"report_id": "{_escape(ident)}%', escape="\\"))):
+            out.append(plain_row(r))
+    ids = {r["item_id"] for r in out}
+    if len(ids) > 1 and ident not in ids:
+        raise InvalidInput(f"{ident!r} matches {len(ids)} {workflow} items; give more of the id", reason="ambiguous")
+    return out
+
+
+def events(conn: Connection, item_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(item_ids)
+    if not ids:
+        return []
+    return [
+        {
+            "id": e.id,
+            "item_id": e.item_id,
+            "party": e.party,
+            "action": e.action,
+            "from": e.from_state,
+            "to": e.to_state,
+            "actor": e.actor,
+            "at_ms": e.at_ms,
+            "data": json.loads(e.data),
+            "envelope_id": e.envelope_id,
+        }
+        for e in conn.execute(
+            select(workflow_events).where(workflow_events.c.item_id.in_(ids)).order_by(workflow_events.c.id)
+        ).all()
+    ]
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def plain_row(r: Any) -> dict[str, Any]:
+    return {
+        "item_id": r.item_id,
+        "party": r.party,
+        "workflow": r.workflow,
+        "issuer": r.issuer,
+        "role": r.role,
+        "state": r.state,
+        "title": r.title,
+        "case_number": r.case_number,
+        "data": json.loads(r.data),
+        "deadline_ms": r.deadline_ms,
+        "created_at_ms": r.created_at_ms,
+        "updated_at_ms": r.updated_at_ms,
+    }
+
+
+def one_row(rows: list[dict[str, Any]], me: CourtCode, workflow: str, ident: str, role: str) -> dict[str, Any]:
+    """The single row where this court has ``role``; a clear refusal when it has none."""
+    mine = [r for r in rows if r["role"] == role]
+    if not mine:
+        if rows:
+            side = "the issuing court" if role == "issuer" else "a receiving court"
+            raise AuthorityError(
+                f"{me} is not {side} of {workflow} item {rows[0]['item_id']}: this step is not its to take",
+                reason="not_a_party",
+            )
+        raise AuthorityError(
+            f"no {workflow} item {ident!r} involving {me} here: only the courts it concerns may act on it",
+            reason="not_a_party",
+        )
+    if len(mine) > 1:
+        raise InvalidInput(
+            f"{workflow} item {ident!r} has {len(mine)} parties here; name the court", reason="ambiguous"
+        )
+    return mine[0]
+
+
+@contextlib.asynccontextmanager
+async def refusals_audited(node: Node, operation: str, peer: str = "") -> AsyncIterator[None]:
+    """A refusal on authority or by a named rule becomes an audit entry at this (refusing) court."""
+    try:
+        yield
+    except (AuthorityError, RuleError, NotFound) as exc:
+        await node.audit_event("refused", peer or str(node.me), exc.reason, f"{operation}: {exc.message}")
+        if isinstance(exc, NotFound):  # no such item here: this court is not one it concerns
+            raise AuthorityError(exc.message, reason="not_a_party") from None
+        raise
+
+
+# -- the periodic tick ---------------------------------------------------------------------------
+
+_TICKED: weakref.WeakKeyDictionary[Node, set[str]] = weakref.WeakKeyDictionary()
+
+
+def tick_workflows(node: Node, names: Iterable[str]) -> None:
+    """Take these workflows' automatic steps (催报 …) periodically on this node.
+
+    A test-controlled :class:`FixedClock` only moves when the test says so; then the test ticks."""
+    names = set(names)
+    ticked = _TICKED.get(node)
+    if ticked is not None:
+        ticked |= names
+        return
+    _TICKED[node] = names
+    if not isinstance(node.clock, FixedClock):
+        node._tasks.append(asyncio.create_task(_tick_loop(node), name="command-tick"))
+
+
+async def tick(node: Node, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every automatic step due now in ``names`` (default: those registered here) that is this
+    side's to take; a step another actor took meanwhile is skipped, not an error."""
+    wanted = set(names) if names is not None else _TICKED.get(node, set())
+    engine = node.workflows
+    now = node.clock.now_ms()
+    due = await node.store.read(
+        lambda c: [
+            plain_row(r)
+            for r in c.execute(
+                select(workflow_items).where(
+                    workflow_items.c.deadline_ms.is_not(None),
+                    workflow_items.c.deadline_ms <= now,
+                    workflow_items.c.workflow.in_(sorted(wanted)),
+                )
+            ).all()
+        ]
+    )
+    taken = []
+    for row in due:
+        spec = engine.specs.get(row["workflow"])
+        if spec is None:
+            continue
+        for rule in spec.overdue:
+            if rule.state == row["state"] and spec.step(rule.action).by == row["role"]:
+                try:
+                    await engine.act(
+                        row["item_id"],
+                        CourtCode.parse(row["party"]),
+                        rule.action,
+                        {"overdue_since_ms": row["deadline_ms"]},
+                        auto=True,
+                    )
+                except CourtHubError as exc:
+                    log.info("%s %s: %s not taken: %s", spec.name, row["item_id"], rule.action, exc)
+                    break
+                taken.append(
+                    {"workflow": spec.name, "item_id": row["item_id"], "party": row["party"], "action": rule.action}
+                )
+                break
+    return taken
+
+
+async def _tick_loop(node: Node) -> None:
+    while True:
+        await asyncio.sleep(TICK_INTERVAL_S)
+        try:
+            await tick(node)
+        except Exception as exc:  # keep ticking: one bad pass must not end automatic steps
+            log.warning("workflow tick failed: %s", exc)
