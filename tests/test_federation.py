@@ -47,16 +47,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def tree(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[LocalTree]:
+def _store_urls(backend: str, request: pytest.FixtureRequest, specs: list[NodeSpec]) -> dict[str, str]:
+    """One fresh database per node in the session's throwaway PostgreSQL cluster (or SQLite files)."""
     store_urls: dict[str, str] = {}
     if backend == "postgres":
         cluster = request.getfixturevalue("_postgres_cluster")
-        for spec in TREE:
+        for spec in specs:
             name = f"n_{uuid.uuid4().hex[:12]}"
             cluster.create_database(name)
             store_urls[spec.court] = cluster.url(name)
-    with LocalTree(tmp_path, TREE, store_urls=store_urls) as t:
+    return store_urls
+
+
+@pytest.fixture
+def tree(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[LocalTree]:
+    with LocalTree(tmp_path, TREE, store_urls=_store_urls(backend, request, TREE)) as t:
         t.start_all()
         yield t
 
@@ -108,9 +113,9 @@ def test_sigkill_of_relay_mid_burst_loses_and_duplicates_nothing(tree: LocalTree
     assert relayed[0][0] == relayed[0][1] == 1000
 
 
-def test_link_cut_and_healed(tmp_path: Path) -> None:
+def test_link_cut_and_healed(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     specs = [*TREE[:2], TREE[3]]  # 豫 → 豫14 → 豫1402
-    with LocalTree(tmp_path, specs) as tree:
+    with LocalTree(tmp_path, specs, store_urls=_store_urls(backend, request, specs)) as tree:
         tree.provision()
         tree.start("豫")
         import asyncio
