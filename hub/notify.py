@@ -125,7 +125,9 @@ class Notifier:
         text = str(data.get("text") or data.get("reason") or "")
         auto = "（自动）" if data.get("auto") else ""
         tail = f"：{text}" if text else ""
-        return _clip(f"【执行指挥中心】{what}{auto}「{item.title}」，来自{e.actor}{tail}")
+        by = str(data.get("by") or "")
+        source = f"来自{by}（经{e.actor}转）" if data.get("relayed") and by and by != e.actor else f"来自{e.actor}"
+        return _clip(f"【执行指挥中心】{what}{auto}「{item.title}」，{source}{tail}")
 
     def build(self, conn: Connection, rows: list[Any], now: int) -> list[Pending]:
         me = str(self.node.me)

@@ -108,6 +108,7 @@ async def test_routine_report_waits_for_a_forward_by_hand(tmp_path: Path) -> Non
         top = await _until(tree, "豫", rid, lambda r: True)
         shown = await reports.show(tree["豫"], rid)
         assert shown["comments_below"] == [{"by": "豫14", "text": "请县院核实舆情来源"}]
+        assert shown["text"] == "某自媒体发布不实信息"  # the report itself, not the comment made on it
         assert top["urgency"] == "routine"
         with pytest.raises(InvalidInput) as err:
             await reports.act(tree["豫14"], rid, "forward")

@@ -115,6 +115,7 @@ async def test_rule_petition_deadline_reminder_then_escalation_reply_return_clos
         await _both(tree, "豫", "豫1402", "petition", item, "closed")
         shown = await requests.show(tree["豫"], "petition", item)
         assert shown["data"]["petitioner"] == "赵某"
+        assert shown["data"]["text"] == "申请执行人反映案件长期未执结"  # what was handed down, not the reply
         assert shown["data"]["notify"] == [{"name": "赵某", "phone": "****0003"}]  # masked for display
         assert [e["action"] for e in shown["history"]] == [
             "create",

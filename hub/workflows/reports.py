@@ -183,10 +183,11 @@ def _on_forward(w: WorkflowTx) -> None:
     nxt = forwarded_id(row["item_id"], node.me)
     if row_state(w.tx.conn, nxt, str(to)) is not None:
         raise InvalidInput(f"report {row['item_id'][:12]} was already forwarded to {to}", reason="wrong_state")
-    d = row["data"]
+    hist = events(w.tx.conn, [row["item_id"]])
+    d = _created(hist, row)  # the report as received (a row's data also holds later steps' text)
     comments = [
         {"by": str(e["data"].get("by") or e["actor"]), "text": str(e["data"].get("text", ""))}
-        for e in events(w.tx.conn, [row["item_id"]])
+        for e in hist
         if e["action"] == "comment"
     ]
     data = {
@@ -201,6 +202,11 @@ def _on_forward(w: WorkflowTx) -> None:
         "comments_below": [*(d.get("comments_below") or []), *comments],
     }
     create_in_tx(w.tx, w.engine, "report", to, row["title"], data, item_id=nxt, case_number=row["case_number"] or "")
+
+
+def _created(hist: list[dict[str, Any]], row: dict[str, Any]) -> Data:
+    first = next((e for e in hist if e["item_id"] == row["item_id"] and e["action"] == "create"), None)
+    return dict(first["data"]) if first else dict(row["data"])
 
 
 def _relay_up(action: str) -> Any:
@@ -387,7 +393,7 @@ async def show(node: Node, ident: str) -> dict[str, Any]:
             raise NotFound(f"no report {ident!r} sent, received or forwarded by {node.me} here")
         hist = events(conn, [r["item_id"] for r in chain])
         out = _summary(chain, hist)
-        out["text"] = chain[0]["data"].get("text")
+        out["text"] = _created(hist, chain[0]).get("text")
         out["comments_below"] = chain[-1]["data"].get("comments_below", [])
         out["history"] = [{**e, "at": iso(e["at_ms"])} for e in hist]
         return out

@@ -298,7 +298,8 @@ async def show(node: Node, workflow: str, ident: str) -> dict[str, Any]:
             raise NotFound(f"no {workflow} {ident!r} sent or received by {node.me} here")
         row = rows[0]
         hist = events(conn, [row["item_id"]])
-        data = dict(row["data"])
+        # What was asked or handed down (the row's data also holds later steps' text).
+        data = dict(next((e["data"] for e in hist if e["action"] == "create"), row["data"]))
         if "notify" in data:  # contacts are for the SMS gateway, not for display
             data["notify"] = [
                 {"name": p.get("name"), "phone": "****" + str(p.get("phone", ""))[-4:]} for p in data["notify"]
