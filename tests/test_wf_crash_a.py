@@ -10,7 +10,10 @@ states agree at both ends of every item, and nothing is lost or applied twice.
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -110,7 +113,30 @@ def test_reports_and_directive_feedback_survive_sigkill_of_the_relaying_city(tmp
             "feedback from both branches at the province",
         )
         table = {r["court"]: r for r in tree.call("豫", "directive.show", {"id": directive["id"]})["recipients"]}
-        assert table["豫1402"]["feedback"]["files"][0]["name"] == "反馈.txt"
+        sent_file = table["豫1402"]["feedback"]["files"][0]
+        assert sent_file["name"] == "反馈.txt"
+        # The attachment crossed the crash intact: saved with the CLI at the province, by digest.
+        saved = tmp_path / "saved.txt"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hub",
+                "directive",
+                "attachment",
+                sent_file["sha256"][:12],
+                "--out",
+                str(saved),
+                "--home",
+                str(tree.homes["豫"]),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert saved.read_text() == "已部署" and json.loads(done.stdout)["sha256"] == sent_file["sha256"]
         assert table["豫0102"]["feedback"]["text"] == "中原区已部署"
 
         # 3. Converged: every item has the same state at both of its ends …

@@ -119,6 +119,8 @@ async def test_subtree_directive_table_read_and_feedback_with_attachment(tmp_pat
             lambda c: c.execute(select(attachments.c.content).where(attachments.c.sha256 == digest)).scalar()
         )
         assert stored == report
+        fetched = await df.attachment(tree["豫"], digest[:10])
+        assert fetched["name"] == "执行情况.txt" and fetched["size"] == len(report)
         # The recipient's own view: its row, not the others'.
         mine = await df.show(tree["豫1403"], item)
         assert mine["role"] == "recipient" and [r["court"] for r in mine["recipients"]] == ["豫1403"]

@@ -220,6 +220,22 @@ def directive_remind(
     _done(done, json_out, f"已催报 reminded: {', '.join(r['party'] for r in done) or '—'}")
 
 
+def directive_attachment(
+    home: HomeOpt,
+    sha256: Annotated[str, typer.Argument(metavar="SHA256", help="The attachment's digest (or 8+ first digits).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write it here (default: its name, in .).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Save an attachment received with feedback (stored by digest)."""
+    r = call(Home(home), "attachment.get", {"sha256": sha256})
+    target = out or Path(r["name"])
+    if target.exists():
+        fail(f"{target} exists; choose another --out")
+    target.write_bytes(base64.b64decode(r["content_b64"]))
+    info = {k: r[k] for k in ("sha256", "name", "media_type", "size")} | {"saved_to": str(target)}
+    _done(info, json_out, f"saved {r['name']} ({r['size']} bytes, sha256 {r['sha256'][:16]}…) → {target}")
+
+
 # -- reports -----------------------------------------------------------------------------------------
 
 
@@ -583,6 +599,7 @@ def register(app: typer.Typer) -> None:
     directive_app.command("reconsider")(directive_reconsider)
     directive_app.command("decide")(directive_decide)
     directive_app.command("remind")(directive_remind)
+    directive_app.command("attachment")(directive_attachment)
     app.add_typer(report_app, name="report")
     app.add_typer(request_app, name="request")
     app.add_typer(petition_app, name="petition")

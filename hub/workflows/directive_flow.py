@@ -32,7 +32,7 @@ from sqlalchemy import Connection, select
 
 from hub.clock import iso
 from hub.codes import CourtCode
-from hub.errors import AuthorityError, InvalidInput
+from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.exchange import Delivery, Handler, Tx
 from hub.proto.courthub.v1 import payloads_pb2 as ppb
 from hub.proto.courthub.v1 import workflow_pb2 as wpb
@@ -52,6 +52,7 @@ from hub.workflows.engine import (
     clear,
     make_attachment,
 )
+from hub.workflows.schema import attachments
 from hub.workflows.txsteps import (
     RuleError,
     events,
@@ -532,6 +533,30 @@ async def show(node: Node, ident: str) -> dict[str, Any]:
         return await node.store.read(read_)
 
 
+async def attachment(node: Node, sha256: str) -> dict[str, Any]:
+    """An attachment stored here (received with a step, or sent), by its SHA-256 (or a prefix)."""
+    digest = sha256.strip().lower()
+    if len(digest) < 8 or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidInput("an attachment is named by its SHA-256 (at least 8 hex digits)")
+
+    def read_(conn: Connection) -> list[Any]:
+        return list(conn.execute(select(attachments).where(attachments.c.sha256.like(f"{digest}%")).limit(2)).all())
+
+    found = await node.store.read(read_)
+    if not found:
+        raise NotFound(f"no attachment {digest} stored at {node.me}")
+    if len(found) > 1:
+        raise InvalidInput(f"{digest} names more than one attachment; give more digits", reason="ambiguous")
+    a = found[0]
+    return {
+        "sha256": a.sha256,
+        "name": a.name,
+        "media_type": a.media_type,
+        "size": a.size,
+        "content_b64": base64.b64encode(a.content).decode(),
+    }
+
+
 def _files(args: dict[str, Any]) -> list[tuple[str, bytes]]:
     out = []
     for f in args.get("files") or []:
@@ -587,6 +612,9 @@ def setup(node: Node) -> None:
     async def op_show(a: dict[str, Any]) -> Any:
         return await show(node, str(a.get("id", "")))
 
+    async def op_attachment(a: dict[str, Any]) -> Any:
+        return await attachment(node, str(a.get("sha256", "")))
+
     for name, op in {
         "directive.issue": op_issue,
         "directive.read": op_read,
@@ -595,5 +623,6 @@ def setup(node: Node) -> None:
         "directive.decide": op_decide,
         "directive.remind": op_remind,
         "directive.show": op_show,
+        "attachment.get": op_attachment,
     }.items():
         node.admin.register(name, op)
