@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from hub.agency.routing import Outcome, agency_of
 from hub.agency.schema import ANSWERED, FAILED, PENDING, TIMED_OUT, case_inquiries, cases
@@ -193,6 +193,62 @@ def apply_inquiry_outcome(conn: Connection, outcome: Outcome, now_ms: int) -> tu
         )
     )
     return str(row.case_number), str(row.agency)
+
+
+def apply_inquiry_outcomes(conn: Connection, outcomes: list[Outcome], now_ms: int) -> list[tuple[Outcome, str, str]]:
+    """:func:`apply_inquiry_outcome` for many at once (one select, one executemany update);
+    returns (outcome, case number, agency) of those applied. Outcomes of other requests are
+    ignored."""
+    if not outcomes:
+        return []
+    rows = {
+        r.request_id: r
+        for r in conn.execute(
+            select(
+                case_inquiries.c.request_id,
+                case_inquiries.c.case_number,
+                case_inquiries.c.status,
+                case_inquiries.c.agency,
+            ).where(case_inquiries.c.request_id.in_([o.request_id for o in outcomes]))
+        )
+    }
+    applied: list[tuple[Outcome, str, str]] = []
+    params: list[dict[str, Any]] = []
+    for o in outcomes:
+        row = rows.get(o.request_id)
+        if row is None or row.status not in (PENDING, TIMED_OUT) or (row.status == TIMED_OUT and o.status != ANSWERED):
+            continue
+        applied.append((o, str(row.case_number), str(row.agency)))
+        params.append(
+            {
+                "rid": o.request_id,
+                "status": o.status,
+                "served_by": o.served_by,
+                "plugin": o.plugin or None,
+                "answered_at_ms": now_ms,
+                "attempts": o.attempts,
+                "result": json.dumps(o.result, ensure_ascii=False) if o.result is not None else None,
+                "reason": o.reason,
+                "message": o.message,
+            }
+        )
+    if params:
+        conn.execute(
+            update(case_inquiries)
+            .where(case_inquiries.c.request_id == bindparam("rid"))
+            .values(
+                status=bindparam("status"),
+                served_by=bindparam("served_by"),
+                plugin=bindparam("plugin"),
+                answered_at_ms=bindparam("answered_at_ms"),
+                attempts=bindparam("attempts"),
+                result=bindparam("result"),
+                reason=bindparam("reason"),
+                message=bindparam("message"),
+            ),
+            params,
+        )
+    return applied
 
 
 def time_out_inquiries(conn: Connection, now_ms: int) -> list[tuple[str, str]]:

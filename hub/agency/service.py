@@ -863,15 +863,26 @@ class AgencyService:
                     )
                 )
             }
-            for job in jobs:
+            outcomes = [Outcome.from_job(j, str(self.me)) for j in jobs if j.job_id not in served]
+            # This court's own inquiries: in bulk.
+            applied = case_rows.apply_inquiry_outcomes(tx.conn, outcomes, tx.now_ms)
+            for own, case_number, agency in applied:
+                self._inquiry_applied(tx, own, case_number, agency)
+            done = {o.request_id for o, _, _ in applied}
+            # Served requests (answers to other courts) and control measures: one by one.
+            rest: list[tuple[Job, Outcome | None]] = [(j, None) for j in jobs if j.job_id in served]
+            rest += [(j, o) for j, o in zip((j for j in jobs if j.job_id not in served), outcomes, strict=True)]
+            for job, outcome in rest:
+                if outcome is not None and outcome.request_id in done:
+                    continue
                 tx.flush()
                 mark, n_events, n_callbacks = tx.audit.mark(), len(tx.events), len(tx.callbacks)
                 try:
                     with tx.conn.begin_nested():
-                        if job.job_id in served:
+                        if outcome is None:
                             self._report(tx, served[job.job_id], job)
                         else:
-                            self._apply(tx, Outcome.from_job(job, str(self.me)))
+                            self._apply(tx, outcome)
                         tx.flush()
                 except Exception:
                     tx.outbox_rows.clear()
@@ -924,6 +935,23 @@ class AgencyService:
             )
         self._apply(delivery.tx, Outcome.from_payload(p, str(origin)))
 
+    def _inquiry_applied(self, tx: Tx, outcome: Outcome, case_number: str, agency: str) -> None:
+        """After an inquiry's outcome is recorded: measures it reports, audit, events, waiters."""
+        changes = measure_rows.sync_reported(tx.conn, agency, outcome.result, tx.now_ms)
+        detail = {
+            "request_id": outcome.request_id,
+            "status": outcome.status,
+            "served_by": outcome.served_by,
+            "plugin": outcome.plugin,
+            "case_number": case_number,
+            "agency": agency,
+        }
+        tx.audit.append("inquiry_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
+        tx.events.append(("agency.answered", detail))
+        for change in changes:
+            tx.events.append(("measure.changed", change))
+        tx.callbacks.append(self._notify)
+
     def _apply(self, tx: Tx, outcome: Outcome) -> None:
         """Record an outcome on this court's inquiry or measure row (inside ``tx``)."""
         conn = tx.conn
@@ -935,20 +963,16 @@ class AgencyService:
         }
         inquiry = case_rows.apply_inquiry_outcome(conn, outcome, tx.now_ms)
         if inquiry is not None:
-            case_number, agency = inquiry
-            changes = measure_rows.sync_reported(conn, agency, outcome.result, tx.now_ms)
-            detail.update(case_number=case_number, agency=agency)
-            tx.audit.append("inquiry_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
-            tx.events.append(("agency.answered", detail))
-        else:
-            applied = measure_rows.apply_control_outcome(conn, outcome, tx.now_ms)
-            if applied is None:
-                return
-            case_number, changes = applied
-            detail.update(case_number=case_number)
-            self._refresh_waiting(tx, outcome.request_id)
-            tx.audit.append("control_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
-            tx.events.append(("control.answered", detail))
+            self._inquiry_applied(tx, outcome, *inquiry)
+            return
+        applied = measure_rows.apply_control_outcome(conn, outcome, tx.now_ms)
+        if applied is None:
+            return
+        case_number, changes = applied
+        detail.update(case_number=case_number)
+        self._refresh_waiting(tx, outcome.request_id)
+        tx.audit.append("control_answered", tx.now_ms, origin=outcome.served_by, detail=detail)
+        tx.events.append(("control.answered", detail))
         for change in changes:
             tx.events.append(("measure.changed", change))
         tx.callbacks.append(self._notify)
