@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hub import provision
 from hub.cli.client import call, with_admin
@@ -153,6 +154,12 @@ def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
     b = data["backlog"]
     console.print(f"backlog 待发: {b['pending']} envelopes, oldest unacked {b['oldest_unacked_age_s']} s")
     console.print(f"audit chain: {data['audit']['entries']} entries, head {data['audit']['head'][:16]}…")
+    duty = data.get("duty")
+    if duty:
+        state = "已签到" if duty.get("signed_in") else "未签到"
+        console.print(f"值班 duty officer: {escape(duty['officer'])} {escape(duty.get('phone', ''))} ({state})")
+    else:
+        console.print("值班 duty officer: 未排班 (none rostered today)")
 
 
 def ping(
