@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from hub.workflows import approvals, command, entrust, supervision
+from hub.workflows import approvals, command, conclude, deadlines, entrust, stats, supervision
 
 MODULES: list[ModuleType] = [
     supervision,
     approvals,
     entrust,
     command,
+    deadlines,
+    conclude,
+    stats,
 ]
