@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import Connection, insert, select, update
@@ -40,6 +40,7 @@ from hub.store.schema import deliveries, inbox, outbox
 from hub.trust import TrustStore, below
 
 Event = tuple[str, dict[str, Any]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -225,17 +226,11 @@ class Exchange:
     ) -> tuple[str, Any]:
         """Send a new envelope durably; ``extra(tx, envelope_id)`` writes the business change."""
 
-        def work(conn: Connection) -> tuple[str, Any, Tx]:
-            tx = Tx(conn, AuditLog(conn), self.clock.now_ms())
+        def work(tx: Tx) -> tuple[str, Any]:
             eid = self.emit(tx, kind, target, payload, correlation_id=correlation_id, case_number=case_number)
-            result = extra(tx, eid) if extra is not None else None
-            tx.flush()
-            tx.audit.flush()
-            return eid, result, tx
+            return eid, extra(tx, eid) if extra is not None else None
 
-        eid, result, tx = await self.store.write(work)
-        self._committed(tx)
-        return eid, result
+        return await self.run(work)
 
     def _enqueue(self, tx: Tx, opened: Opened, hops: tuple[CourtCode, ...]) -> None:
         env = opened.envelope
@@ -255,7 +250,23 @@ class Exchange:
             )
             tx.hops.add(hop)
 
-    def _committed(self, tx: Tx) -> None:
+    async def run(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` in one durable transaction — business rows, envelopes it emits, audit
+        entries — and act on the commit (wake link senders, publish events, run callbacks)."""
+
+        def work(conn: Connection) -> tuple[T, Tx]:
+            tx = Tx(conn, AuditLog(conn), self.clock.now_ms())
+            result = fn(tx)
+            tx.flush()
+            tx.audit.flush()
+            return result, tx
+
+        result, tx = await self.store.write(work)
+        self.committed(tx)
+        return result
+
+    def committed(self, tx: Tx) -> None:
+        """After ``tx`` committed: callbacks, then wake the senders of its hops and publish its events."""
         for callback in tx.callbacks:
             callback()
         self.on_commit(tx.hops, tx.events)
@@ -346,7 +357,7 @@ class Exchange:
 
     def accepted(self, result: Accepted) -> None:
         """After the batch's commit: wake link senders, publish events."""
-        self._committed(result.tx)
+        self.committed(result.tx)
 
     def _route(self, tx: Tx, opened: Opened, from_hop: CourtCode) -> None:
         plan = self.router.plan(opened.target, from_hop)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from hub.clock import iso
 from hub.codes import CourtCode
-from hub.errors import AuthorityError, InvalidCode, InvalidInput, NotFound
+from hub.errors import AuthorityError, CourtHubError, InvalidCode, InvalidInput, NotFound
 from hub.federation import kinds
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
@@ -37,6 +38,7 @@ from hub.workflows.schema import attachments, workflow_events, workflow_items
 if TYPE_CHECKING:
     from hub.node import Node
 
+log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 MAX_ATTACHMENT_BYTES = 256 * 1024
 MAX_ATTACHMENTS_BYTES = 768 * 1024
@@ -193,41 +195,19 @@ class WorkflowEngine:
         case_number: str = "",
         files: Sequence[wpb.Attachment] = (),
     ) -> str:
-        """Open an item with each party; returns the item id (shared by all parties' rows)."""
-        spec = self.spec(workflow)
-        me = self.node.me
+        """Open an item with each party, in one transaction; returns the item id (shared by all
+        parties' rows)."""
         if not parties:
             raise InvalidInput(f"{workflow}: at least one party court is needed")
-        for party in parties:
-            spec.relation.check(me, party)
-        if not title.strip() or len(title) > 200:
-            raise InvalidInput(f"{workflow}: title must be 1–200 characters")
-        raw = dict(data or {})
-        clean = _checked(spec.create_check, raw)
-        now = self.node.clock.now_ms()
-        deadline = spec.create_deadline(now, clean) if spec.create_deadline else None
         item_id = uuid.uuid4().hex
-        for att in files:
-            check_attachment(att)
-        for party in parties:
-            payload = wpb.WorkflowPayload(
-                workflow=workflow,
-                item_id=item_id,
-                action="create",
-                issuer=str(me),
-                party=str(party),
-                data_json=json.dumps({**raw, "title": title}, ensure_ascii=False),
-                deadline_ms=deadline or 0,
-                attachments=list(files),
-            )
 
-            def local(tx: Tx, eid: str, party: CourtCode = party) -> None:
-                self._insert(tx, spec, item_id, party, "issuer", title, case_number, clean, deadline, eid, str(me))
-                self._store_files(tx, files)
+        def work(tx: Tx) -> None:
+            for party in parties:
+                self.create_in(
+                    tx, workflow, party, title, data or {}, item_id=item_id, case_number=case_number, files=files
+                )
 
-            await self.node.exchange.originate(
-                "workflow", Target.to_court(party), payload, case_number=case_number, extra=local
-            )
+        await self.node.exchange.run(work)
         return item_id
 
     async def act(
@@ -240,7 +220,64 @@ class WorkflowEngine:
         files: Sequence[wpb.Attachment] = (),
         auto: bool = False,
     ) -> dict[str, Any]:
-        row = await self.node.store.read(lambda c: self._get(c, item_id, party))
+        """Take a step on this side of an item; returns the row after the step."""
+        return await self.node.exchange.run(
+            lambda tx: self.act_in(tx, item_id, party, action, data or {}, files=files, auto=auto)
+        )
+
+    # -- the same, inside a caller's transaction ----------------------------------------------
+    def create_in(
+        self,
+        tx: Tx,
+        workflow: str,
+        party: CourtCode,
+        title: str,
+        data: Data,
+        *,
+        item_id: str,
+        case_number: str = "",
+        files: Sequence[wpb.Attachment] = (),
+    ) -> str:
+        """Open an item with one party inside ``tx`` (atomically with whatever else ``tx`` does);
+        returns the id of the ``workflow`` envelope that carries it to the party."""
+        spec = self.spec(workflow)
+        me = self.node.me
+        spec.relation.check(me, party)
+        if not title.strip() or len(title) > 200:
+            raise InvalidInput(f"{workflow}: title must be 1–200 characters")
+        raw = dict(data)
+        clean = _checked(spec.create_check, raw)
+        deadline = spec.create_deadline(tx.now_ms, clean) if spec.create_deadline else None
+        for att in files:
+            check_attachment(att)
+        payload = wpb.WorkflowPayload(
+            workflow=workflow,
+            item_id=item_id,
+            action="create",
+            issuer=str(me),
+            party=str(party),
+            data_json=json.dumps({**raw, "title": title}, ensure_ascii=False),
+            deadline_ms=deadline or 0,
+            attachments=list(files),
+        )
+        eid = self.node.exchange.emit(tx, "workflow", Target.to_court(party), payload, case_number=case_number)
+        self.open_in(tx, spec, item_id, party, "issuer", title, clean, deadline, eid, str(me), case_number=case_number)
+        self._store_files(tx, files)
+        return eid
+
+    def act_in(
+        self,
+        tx: Tx,
+        item_id: str,
+        party: CourtCode,
+        action: str,
+        data: Data,
+        *,
+        files: Sequence[wpb.Attachment] = (),
+        auto: bool = False,
+    ) -> dict[str, Any]:
+        """Take a step inside ``tx`` and send it to the other side; returns the row after it."""
+        row = self.row(tx.conn, item_id, party)
         spec = self.spec(row["workflow"])
         step = spec.step(action)
         if step.by != row["role"]:
@@ -253,14 +290,13 @@ class WorkflowEngine:
                 f"{spec.name} item {item_id} is {row['state']}; {action!r} needs {sorted(step.frm)}",
                 reason="wrong_state",
             )
-        raw = dict(data or {})
+        raw = dict(data)
         if auto:
             raw["auto"] = True
         clean = _checked(step.check, raw)
         for att in files:
             check_attachment(att)
-        now = self.node.clock.now_ms()
-        deadline = step.deadline(now, {**row["data"], **clean}) if step.deadline else None
+        deadline = step.deadline(tx.now_ms, {**row["data"], **clean}) if step.deadline else None
         counterpart = CourtCode.parse(row["issuer"]) if row["role"] == "party" else party
         payload = wpb.WorkflowPayload(
             workflow=spec.name,
@@ -273,26 +309,53 @@ class WorkflowEngine:
             deadline_ms=deadline if deadline is not None else -1,
             attachments=list(files),
         )
-        result: dict[str, Any] = {}
-
-        def local(tx: Tx, eid: str) -> None:
-            result.update(self._apply(tx, spec, step, row, clean, deadline, eid, str(self.node.me), local=True))
-            self._store_files(tx, files)
-
-        await self.node.exchange.originate(
-            "workflow", Target.to_court(counterpart), payload, case_number=row["case_number"] or "", extra=local
+        eid = self.node.exchange.emit(
+            tx, "workflow", Target.to_court(counterpart), payload, case_number=row["case_number"] or ""
         )
+        result = self._apply(tx, spec, step, row, clean, deadline, eid, str(self.node.me), local=True)
+        self._store_files(tx, files)
         return result
 
-    async def tick(self) -> list[dict[str, Any]]:
-        """Take every automatic step whose deadline has passed and which is this side's to take."""
+    def open_in(
+        self,
+        tx: Tx,
+        spec: WorkflowSpec,
+        item_id: str,
+        party: CourtCode,
+        role: str,
+        title: str,
+        data: Data,
+        deadline: int | None,
+        envelope_id: str,
+        actor: str,
+        *,
+        case_number: str = "",
+        local: bool = True,
+    ) -> None:
+        """Record one side of an item in ``tx`` without an envelope of its own — for items whose
+        origin is another envelope (a directive's per-recipient items open with the directive)."""
+        self._insert(
+            tx, spec, item_id, party, role, title, case_number, data, deadline, envelope_id, actor, local=local
+        )
+
+    def row(self, conn: Connection, item_id: str, party: CourtCode) -> dict[str, Any]:
+        """This node's row of an item (NotFound if it has none)."""
+        return self._get(conn, item_id, party)
+
+    async def tick(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Take every automatic step (催报, escalation …) whose deadline has passed and which is
+        this side's to take, for the workflows ``names`` (default: all). A step another actor took
+        meanwhile is skipped, not an error."""
+        wanted = set(names) if names is not None else set(self.specs)
         now = self.node.clock.now_ms()
         due = await self.node.store.read(
             lambda c: [
                 _row(r)
                 for r in c.execute(
                     select(workflow_items).where(
-                        workflow_items.c.deadline_ms.is_not(None), workflow_items.c.deadline_ms <= now
+                        workflow_items.c.deadline_ms.is_not(None),
+                        workflow_items.c.deadline_ms <= now,
+                        workflow_items.c.workflow.in_(sorted(wanted)),
                     )
                 ).all()
             ]
@@ -304,14 +367,20 @@ class WorkflowEngine:
                 continue
             for rule in spec.overdue:
                 if rule.state == row["state"] and spec.step(rule.action).by == row["role"]:
-                    await self.act(
-                        row["item_id"],
-                        CourtCode.parse(row["party"]),
-                        rule.action,
-                        {"overdue_since_ms": row["deadline_ms"]},
-                        auto=True,
+                    try:
+                        await self.act(
+                            row["item_id"],
+                            CourtCode.parse(row["party"]),
+                            rule.action,
+                            {"overdue_since_ms": row["deadline_ms"]},
+                            auto=True,
+                        )
+                    except CourtHubError as exc:
+                        log.info("%s %s: %s not taken: %s", spec.name, row["item_id"], rule.action, exc)
+                        break
+                    taken.append(
+                        {"workflow": spec.name, "item_id": row["item_id"], "party": row["party"], "action": rule.action}
                     )
-                    taken.append({"item_id": row["item_id"], "party": row["party"], "action": rule.action})
                     break
         return taken
 

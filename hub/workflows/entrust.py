@@ -54,7 +54,6 @@ from hub.agency.service import DOCUMENTS
 from hub.clock import FixedClock
 from hub.codes import CaseNumber, CourtCode, CourtLevel
 from hub.errors import AuthorityError, CourtHubError, InvalidCode, InvalidInput, NotFound, TrustError
-from hub.federation.envelope import Target
 from hub.plugins.models import ControlAction, ControlRequest, CourtInfo, IdType, InquiryRequest, Subject
 from hub.proto.courthub.v1 import workflow_pb2 as wpb
 from hub.workflows.approvals import merge_data, resolve, token_for, verify_decision
@@ -64,7 +63,6 @@ from hub.workflows.engine import (
     Overdue,
     Relation,
     Step,
-    WorkflowEngine,
     WorkflowSpec,
     WorkflowTx,
     clear,
@@ -383,24 +381,7 @@ def open_linked(
 ) -> None:
     """Open a workflow item from inside another item's step: the same rows and envelope as
     :meth:`WorkflowEngine.create`, but in the step's transaction, so both happen or neither."""
-    engine: WorkflowEngine = wtx.engine
-    spec = engine.spec(workflow)
-    me = engine.node.me
-    spec.relation.check(me, party)
-    clean = spec.create_check(dict(data)) if spec.create_check else dict(data)
-    now = wtx.tx.now_ms
-    deadline = spec.create_deadline(now, clean) if spec.create_deadline else None
-    payload = wpb.WorkflowPayload(
-        workflow=workflow,
-        item_id=item_id,
-        action="create",
-        issuer=str(me),
-        party=str(party),
-        data_json=json.dumps({**data, "title": title}, ensure_ascii=False),
-        deadline_ms=deadline or 0,
-    )
-    eid = engine.node.exchange.emit(wtx.tx, "workflow", Target.to_court(party), payload, case_number=case_number)
-    engine._insert(wtx.tx, spec, item_id, party, "issuer", title, case_number, clean, deadline, eid, str(me))
+    wtx.engine.create_in(wtx.tx, workflow, party, title, data, item_id=item_id, case_number=case_number)
 
 
 def _check_escalation_time(wtx: WorkflowTx) -> None:

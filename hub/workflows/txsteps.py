@@ -8,11 +8,11 @@ transaction. Some steps must happen *inside* another one, atomically with what c
 * an important-case report forwarded by rule is forwarded in the transaction that received it, and
   an instruction relayed down (or a follow-up relayed up) in the transaction that brought it.
 
-These helpers apply the engine's own rules (relation, side, state, checks, deadlines, effects) and
-originate the ``workflow`` envelope with :meth:`Exchange.emit` in the caller's transaction. They use
-the engine's row helpers (``_insert``/``_apply``/``_get``) until the engine offers public
-in-transaction variants. Also here: resolving an item id typed by a person (a unique prefix),
-refusals that leave an audit entry at the refusing court, and the periodic tick of these workflows.
+These are thin shims over the engine's in-transaction methods (``create_in``, ``act_in``,
+``open_in``), which apply its own rules (relation, side, state, checks, deadlines, effects) and
+originate the ``workflow`` envelope in the caller's transaction. Also here: resolving an item id
+typed by a person (a unique prefix), refusals that leave an audit entry at the refusing court, and
+the periodic tick of these workflows.
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ from sqlalchemy import Connection, select
 
 from hub.clock import FixedClock
 from hub.codes import CourtCode
-from hub.errors import AuthorityError, CourtHubError, InvalidInput, NotFound
-from hub.federation.envelope import Target
+from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.exchange import Tx
-from hub.proto.courthub.v1 import workflow_pb2 as wpb
 from hub.workflows.engine import Data, WorkflowEngine, WorkflowSpec
 from hub.workflows.schema import workflow_events, workflow_items
 
@@ -49,15 +47,6 @@ class RuleError(InvalidInput):
     """A step refused by a named time limit or rule (the message names the rule)."""
 
     reason = "rule_violated"
-
-
-def checked(spec: WorkflowSpec, action: str, raw: Data) -> Data:
-    """Run a step's (or ``create``'s) check like the engine does; an automatic step stays marked."""
-    check = spec.create_check if action == "create" else spec.step(action).check
-    clean = check(dict(raw)) if check else dict(raw)
-    if raw.get("auto"):
-        clean["auto"] = True
-    return clean
 
 
 def open_local(
@@ -78,7 +67,9 @@ def open_local(
 ) -> None:
     """Open one side of an item in ``tx`` without an envelope of its own (the caller's envelope is
     the item's origin). ``role`` is this court's side; ``actor`` the issuing court."""
-    engine._insert(tx, spec, item_id, party, role, title, case_number, data, deadline, envelope_id, actor, local=local)
+    engine.open_in(
+        tx, spec, item_id, party, role, title, data, deadline, envelope_id, actor, case_number=case_number, local=local
+    )
 
 
 def create_in_tx(
@@ -93,56 +84,14 @@ def create_in_tx(
     case_number: str = "",
 ) -> str:
     """:meth:`WorkflowEngine.create` for one party, inside ``tx``; returns the envelope id."""
-    spec = engine.spec(workflow)
-    me = engine.node.me
-    spec.relation.check(me, party)
-    if not title.strip() or len(title) > 200:
-        raise InvalidInput(f"{workflow}: title must be 1–200 characters")
-    clean = checked(spec, "create", data)
-    deadline = spec.create_deadline(tx.now_ms, clean) if spec.create_deadline else None
-    payload = wpb.WorkflowPayload(
-        workflow=workflow,
-        item_id=item_id,
-        action="create",
-        issuer=str(me),
-        party=str(party),
-        data_json=json.dumps({**data, "title": title}, ensure_ascii=False),
-        deadline_ms=deadline or 0,
-    )
-    eid = engine.node.exchange.emit(tx, "workflow", Target.to_court(party), payload, case_number=case_number)
-    open_local(
-        tx, engine, spec, item_id, party, "issuer", title, clean, deadline, eid, str(me), case_number=case_number
-    )
-    return eid
+    return engine.create_in(tx, workflow, party, title, data, item_id=item_id, case_number=case_number)
 
 
 def act_in_tx(tx: Tx, engine: WorkflowEngine, item_id: str, party: CourtCode, action: str, data: Data) -> Data:
     """:meth:`WorkflowEngine.act` inside ``tx`` (no attachments); returns the row after the step."""
-    row = engine._get(tx.conn, item_id, party)
-    spec = engine.spec(row["workflow"])
-    step = spec.step(action)
-    if step.by != row["role"]:
-        raise AuthorityError(f"{spec.name} step {action!r} is not for {engine.node.me}", reason="not_authorized")
-    if row["state"] not in step.frm:
-        raise InvalidInput(
-            f"{spec.name} item {item_id} is {row['state']}; {action!r} needs {sorted(step.frm)}", reason="wrong_state"
-        )
-    clean = checked(spec, action, data)
-    deadline = step.deadline(tx.now_ms, {**row["data"], **clean}) if step.deadline else None
-    counterpart = CourtCode.parse(row["issuer"]) if row["role"] == "party" else party
-    payload = wpb.WorkflowPayload(
-        workflow=spec.name,
-        item_id=item_id,
-        action=action,
-        issuer=row["issuer"],
-        party=str(party),
-        data_json=json.dumps(data, ensure_ascii=False),
-        deadline_ms=deadline if deadline is not None else -1,
-    )
-    eid = engine.node.exchange.emit(
-        tx, "workflow", Target.to_court(counterpart), payload, case_number=row["case_number"] or ""
-    )
-    return engine._apply(tx, spec, step, row, clean, deadline, eid, str(engine.node.me), local=True)
+    raw = dict(data)
+    auto = bool(raw.pop("auto", False))
+    return engine.act_in(tx, item_id, party, action, raw, auto=auto)
 
 
 def row_state(conn: Connection, item_id: str, party: str) -> str | None:
@@ -272,45 +221,9 @@ def tick_workflows(node: Node, names: Iterable[str]) -> None:
 
 async def tick(node: Node, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every automatic step due now in ``names`` (default: those registered here) that is this
-    side's to take; a step another actor took meanwhile is skipped, not an error."""
+    side's to take (see :meth:`WorkflowEngine.tick`)."""
     wanted = set(names) if names is not None else _TICKED.get(node, set())
-    engine = node.workflows
-    now = node.clock.now_ms()
-    due = await node.store.read(
-        lambda c: [
-            plain_row(r)
-            for r in c.execute(
-                select(workflow_items).where(
-                    workflow_items.c.deadline_ms.is_not(None),
-                    workflow_items.c.deadline_ms <= now,
-                    workflow_items.c.workflow.in_(sorted(wanted)),
-                )
-            ).all()
-        ]
-    )
-    taken = []
-    for row in due:
-        spec = engine.specs.get(row["workflow"])
-        if spec is None:
-            continue
-        for rule in spec.overdue:
-            if rule.state == row["state"] and spec.step(rule.action).by == row["role"]:
-                try:
-                    await engine.act(
-                        row["item_id"],
-                        CourtCode.parse(row["party"]),
-                        rule.action,
-                        {"overdue_since_ms": row["deadline_ms"]},
-                        auto=True,
-                    )
-                except CourtHubError as exc:
-                    log.info("%s %s: %s not taken: %s", spec.name, row["item_id"], rule.action, exc)
-                    break
-                taken.append(
-                    {"workflow": spec.name, "item_id": row["item_id"], "party": row["party"], "action": rule.action}
-                )
-                break
-    return taken
+    return await node.workflows.tick(wanted)
 
 
 async def _tick_loop(node: Node) -> None:
