@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete
 
 from hub.audit import head
+from hub.clock import FixedClock
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery
 from hub.proto.courthub.v1 import payloads_pb2 as ppb
@@ -21,8 +22,13 @@ log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 
 
+WORKFLOW_TICK_S = 30.0
+
+
 def maintenance_tasks(node: Node) -> list[asyncio.Task[Any]]:
     tasks = [asyncio.create_task(_prune_loop(node), name="prune")]
+    if not isinstance(node.clock, FixedClock):  # a test holding the clock ticks by hand
+        tasks.append(asyncio.create_task(workflow_tick_loop(node), name="workflow-tick"))
     if node.router.parent is not None:
         tasks.append(asyncio.create_task(_chain_head_loop(node), name="chain-head"))
     return tasks
@@ -60,6 +66,16 @@ def record_chain_head(delivery: Delivery) -> None:
         conn.execute(chain_heads.insert().values(court=court, **values))
     else:
         conn.execute(chain_heads.update().where(chain_heads.c.court == court).values(**values))
+
+
+async def workflow_tick_loop(node: Node) -> None:
+    """Every workflow's automatic steps (催报, escalation, lapses …) whose deadline has passed."""
+    while True:
+        await asyncio.sleep(WORKFLOW_TICK_S)
+        try:
+            await node.workflows.tick()
+        except Exception as exc:  # keep ticking: one bad pass must not end automatic steps
+            log.warning("workflow tick failed: %s", exc)
 
 
 async def _prune_loop(node: Node) -> None:

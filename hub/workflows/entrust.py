@@ -51,9 +51,8 @@ from sqlalchemy import Connection, select
 
 from hub.agency.routing import INQUIRY
 from hub.agency.service import DOCUMENTS
-from hub.clock import FixedClock
 from hub.codes import CaseNumber, CourtCode, CourtLevel
-from hub.errors import AuthorityError, CourtHubError, InvalidCode, InvalidInput, NotFound, TrustError
+from hub.errors import AuthorityError, InvalidCode, InvalidInput, NotFound, TrustError
 from hub.plugins.models import ControlAction, ControlRequest, CourtInfo, IdType, InquiryRequest, Subject
 from hub.proto.courthub.v1 import workflow_pb2 as wpb
 from hub.workflows.approvals import merge_data, resolve, token_for, verify_decision
@@ -87,7 +86,6 @@ MATERIAL_DAYS = 30  # 第十条
 RETURN_DAYS = 15  # 第十一条
 RETURN_REMINDER_DAYS = 5
 ESCALATE_MONTHS = 6
-TICK_INTERVAL_S = 30.0
 TICKED = ("entrust",)  # the superior's entrust_escalation item has no deadline
 HANDOVER_MIN_MONTHS = 1  # 第八条
 
@@ -869,53 +867,19 @@ class Entrust:
 
     async def tick(self) -> list[dict[str, Any]]:
         """Take the automatic steps of entrusted matters due now that are this court's to take
-        (催办登记, 逾期未补, 催退, escalation); one taken meanwhile by a person is skipped."""
-        engine = self.node.workflows
-        now = self.node.clock.now_ms()
-
-        def read(conn: Connection) -> list[tuple[str, str, str, str, int]]:
-            q = select(
-                workflow_items.c.item_id,
-                workflow_items.c.party,
-                workflow_items.c.state,
-                workflow_items.c.role,
-                workflow_items.c.deadline_ms,
-            ).where(
-                workflow_items.c.workflow.in_(TICKED),
-                workflow_items.c.deadline_ms.is_not(None),
-                workflow_items.c.deadline_ms <= now,
-            )
-            return [(str(i), str(p), str(s), str(r), int(d)) for i, p, s, r, d in conn.execute(q).all()]
-
-        taken = []
-        for item_id, party, state, role, deadline in await self.node.store.read(read):
-            for rule in SPEC.overdue:
-                if rule.state == state and SPEC.step(rule.action).by == role:
-                    try:
-                        await engine.act(
-                            item_id, CourtCode.parse(party), rule.action, {"overdue_since_ms": deadline}, auto=True
-                        )
-                    except CourtHubError as exc:
-                        log.info("entrust %s: %s not taken: %s", item_id, rule.action, exc)
-                        break
-                    taken.append({"item_id": item_id, "party": party, "action": rule.action})
-                    break
-        return taken
+        (催办登记, 逾期未补, 催退, escalation); one taken meanwhile by a person is skipped. The node's
+        workflow tick runs this every 30 s; ``entrust.tick`` runs it on demand."""
+        return await self.node.workflows.tick(TICKED)
 
     async def run(self) -> None:
-        """The agency hand-off (woken by ``execute``, else every second) and, unless a test holds
-        the clock, the automatic steps every ``TICK_INTERVAL_S``."""
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
+        """The agency hand-off, woken by ``execute``, else every second. (Automatic steps are the
+        node's workflow tick: :func:`hub.maintenance.workflow_tick_loop`.)"""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 1.0)
             self.wake.clear()
             try:
                 await self.reconcile()
-                if not isinstance(self.node.clock, FixedClock) and loop.time() >= next_tick:
-                    next_tick = loop.time() + TICK_INTERVAL_S
-                    await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next round retries

@@ -17,7 +17,6 @@ the periodic tick of these workflows.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -27,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
-from hub.clock import FixedClock
 from hub.codes import CourtCode
 from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.exchange import Tx
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TICK_INTERVAL_S = 30.0
 MIN_PREFIX = 6
 
 
@@ -206,17 +203,9 @@ _TICKED: weakref.WeakKeyDictionary[Node, set[str]] = weakref.WeakKeyDictionary()
 
 
 def tick_workflows(node: Node, names: Iterable[str]) -> None:
-    """Take these workflows' automatic steps (催报 …) periodically on this node.
-
-    A test-controlled :class:`FixedClock` only moves when the test says so; then the test ticks."""
-    names = set(names)
-    ticked = _TICKED.get(node)
-    if ticked is not None:
-        ticked |= names
-        return
-    _TICKED[node] = names
-    if not isinstance(node.clock, FixedClock):
-        node._tasks.append(asyncio.create_task(_tick_loop(node), name="command-tick"))
+    """Mark these workflows as this module's for :func:`tick` (the node's workflow tick loop takes
+    every workflow's automatic steps; this only scopes the on-demand ``tick`` of these modules)."""
+    _TICKED.setdefault(node, set()).update(names)
 
 
 async def tick(node: Node, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -224,12 +213,3 @@ async def tick(node: Node, names: Iterable[str] | None = None) -> list[dict[str,
     side's to take (see :meth:`WorkflowEngine.tick`)."""
     wanted = set(names) if names is not None else _TICKED.get(node, set())
     return await node.workflows.tick(wanted)
-
-
-async def _tick_loop(node: Node) -> None:
-    while True:
-        await asyncio.sleep(TICK_INTERVAL_S)
-        try:
-            await tick(node)
-        except Exception as exc:  # keep ticking: one bad pass must not end automatic steps
-            log.warning("workflow tick failed: %s", exc)
