@@ -62,7 +62,6 @@ from sqlalchemy import (
 )
 
 from hub.agency.schema import ANSWERED, case_inquiries, cases
-from hub.audit import AuditLog
 from hub.clock import iso
 from hub.codes import CaseNumber, CourtCode
 from hub.errors import ConfigError, InvalidInput, NotFound
@@ -297,20 +296,8 @@ def day_text(ms: int) -> str:
 
 async def transact(node: Node, fn: Callable[[Tx], T]) -> T:
     """One store transaction with an exchange ``Tx`` (audit, events, envelopes); after the commit,
-    wake the links and publish the events."""
-
-    def work(conn: Connection) -> tuple[T, Tx]:
-        tx = Tx(conn, AuditLog(conn), node.clock.now_ms())
-        value = fn(tx)
-        tx.flush()
-        tx.audit.flush()
-        return value, tx
-
-    value, tx = await node.store.write(work)
-    for callback in tx.callbacks:
-        callback()
-    node.exchange.on_commit(tx.hops, tx.events)
-    return value
+    wake the links and publish the events (:meth:`Exchange.run`)."""
+    return await node.exchange.run(fn)
 
 
 def spawn_loop(
