@@ -650,6 +650,8 @@ def _slim_overdue(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def setup(node: Node) -> None:
+    from hub.bench import tree as bench_tree  # the measured side of `court-hub bench tree`
+
     svc = Stats(node)
     _NODES[node] = svc
     deadlines.state(node).services["stats"] = svc
@@ -658,6 +660,7 @@ def setup(node: Node) -> None:
         "stats.show": svc.show,
         "stats.send": lambda args: svc.send(),
         "stats.summaries": svc.summaries,
+        "bench.broadcast": lambda args: bench_tree.broadcast(node, args),
     }.items():
         node.admin.register(name, op)
     spawn_loop(node, "stats-summary", svc.periodic, lambda: svc.settings.interval_s, svc.wake)
