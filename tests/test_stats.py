@@ -162,6 +162,17 @@ async def test_tampered_unsigned_foreign_or_stale_summaries_are_refused(tree: In
     await refused(tree, "豫1402", "豫14", pack(other, seal(sibling.key, "豫1403", other)), "bad_seal")
     await refused(tree, "豫1402", "豫14", pack(other, seal(child.key, "豫1402", other)), "wrong_court")
 
+    for broken in (
+        {**doc, "seq": doc["seq"] + 1, "own": {**doc["own"], "measures": {"active": -1}}},
+        {
+            **doc,
+            "seq": doc["seq"] + 1,
+            "lists": {**doc["lists"], "overdue": {"items": [{"court": "豫1402"}], "total": 1}},
+        },
+    ):
+        signed = canonical(broken)
+        await refused(tree, "豫1402", "豫14", pack(signed, seal(child.key, "豫1402", signed)), "malformed_summary")
+
     stale = canonical({**doc, "seq": 1})
     await refused(tree, "豫1402", "豫14", pack(stale, seal(child.key, "豫1402", stale)), "stale_summary")
 

@@ -160,14 +160,39 @@ def check_document(doc: Any, origin: CourtCode) -> dict[str, Any]:
         part = lists.get(name)
         if not isinstance(part, dict) or not isinstance(part.get("items"), list) or len(part["items"]) > 5000:
             raise InvalidInput(f"statistics summary: lists.{name} malformed", reason="malformed_summary")
-        if not all(
-            isinstance(i, dict) and CourtCode.parse(str(i.get("court", ""))).is_within(origin) for i in part["items"]
-        ):
-            raise InvalidInput(
-                f"statistics summary: lists.{name} names courts outside the sender's subtree",
-                reason="malformed_summary",
-            )
+        if not isinstance(part.get("total"), int) or isinstance(part["total"], bool) or part["total"] < 0:
+            raise InvalidInput(f"statistics summary: lists.{name}.total malformed", reason="malformed_summary")
+        for item in part["items"]:
+            _check_item(name, item, origin)
     return doc
+
+
+# Typed fields each listed item must carry (others: short scalars only).
+ITEM_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "overdue": {"case_number": str, "node": str, "seq": int, "label": str, "due_at_ms": int, "supervise": bool},
+    "followups": {"case_number": str, "rounds": int, "next_inquiry_at_ms": int},
+}
+
+
+def _check_item(name: str, item: Any, origin: CourtCode) -> None:
+    def bad(why: str) -> InvalidInput:
+        return InvalidInput(f"statistics summary: an item of lists.{name} {why}", reason="malformed_summary")
+
+    if not isinstance(item, dict) or len(item) > 20:
+        raise bad("is not a small object")
+    if not CourtCode.parse(str(item.get("court", ""))).is_within(origin):
+        raise bad("names a court outside the sender's subtree")
+    for key, kind in ITEM_FIELDS[name].items():
+        value = item.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(f"has no valid {key}")
+    for key, value in item.items():
+        if not isinstance(key, str) or len(key) > 32:
+            raise bad("has a bad key")
+        if not (
+            value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 200)
+        ):
+            raise bad(f"has a bad value for {key}")
 
 
 # -- own figures ---------------------------------------------------------------------------------
@@ -520,6 +545,15 @@ class Stats:
             raise AuthorityError(f"{origin} is not a child of {self.node.me}", reason="not_a_child")
         payload = delivery.payload
         assert isinstance(payload, wrappers_pb2.BytesValue)
+        try:
+            self._accept(delivery, origin, payload)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            # Whatever a child sends must end as a refusal, never fail the batch it came in.
+            raise InvalidInput(
+                f"statistics summary from {origin} is malformed: {exc}"[:300], reason="malformed_summary"
+            ) from None
+
+    def _accept(self, delivery: Delivery, origin: CourtCode, payload: wrappers_pb2.BytesValue) -> None:
         body, sealed = unpack(payload)
         if not sealed:
             raise TrustError(f"statistics summary from {origin} is not signed", reason="unsigned_summary")
