@@ -314,6 +314,9 @@ class Conclusions:
         return deadlines.settings(self.node)
 
     def _spawn(self, coro: Any) -> None:
+        if self.node.stopping.is_set():  # nothing new once the node is stopping
+            coro.close()
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -237,21 +237,24 @@ def _workflows(conn: Connection, node: Node, now: int) -> Figures:
         side = "issued" if role == "issuer" else "received"
         fig = out.setdefault(str(workflow), {})
         fig.setdefault(side, {})[str(state)] = int(n)
-    for workflow, deadline, state, created, updated in conn.execute(
+    items = workflow_items.c
+    for workflow, state, past_due, spent, n in conn.execute(
         select(
-            workflow_items.c.workflow,
-            workflow_items.c.deadline_ms,
-            workflow_items.c.state,
-            workflow_items.c.created_at_ms,
-            workflow_items.c.updated_at_ms,
-        ).where(workflow_items.c.role == "issuer")
+            items.workflow,
+            items.state,
+            func.sum(case((items.deadline_ms < now, 1), else_=0)),
+            func.sum(items.updated_at_ms - items.created_at_ms),
+            func.count(),
+        )
+        .where(items.role == "issuer")
+        .group_by(items.workflow, items.state)
     ).all():
         fig = out[str(workflow)]
         if state in _finals(node, str(workflow)):
-            fig["closed"] = fig.get("closed", 0) + 1
-            fig["closed_ms_sum"] = fig.get("closed_ms_sum", 0) + max(0, int(updated) - int(created))
-        elif deadline is not None and deadline < now:
-            fig["overdue"] = fig.get("overdue", 0) + 1
+            fig["closed"] = fig.get("closed", 0) + int(n)
+            fig["closed_ms_sum"] = fig.get("closed_ms_sum", 0) + max(0, int(spent or 0))
+        elif past_due:
+            fig["overdue"] = fig.get("overdue", 0) + int(past_due)
     # Automatic steps taken when a deadline passed (催报, escalation): a measure of lateness.
     for workflow, n in conn.execute(
         select(workflow_items.c.workflow, func.count())
@@ -435,6 +438,9 @@ class Stats:
         return deadlines.settings(self.node).stats
 
     def _spawn(self, coro: Any) -> None:
+        if self.node.stopping.is_set():  # nothing new once the node is stopping
+            coro.close()
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
