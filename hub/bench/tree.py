@@ -198,7 +198,9 @@ def run(
 ) -> dict[str, Any]:
     if not 1 <= fanout <= 6 or rounds < 1:
         raise InvalidInput("bench tree: fanout 1–6, at least one round")
-    base = base or Path(tempfile.mkdtemp(prefix="court-hub-bench-tree-"))
+    if base is None:
+        with tempfile.TemporaryDirectory(prefix="court-hub-bench-tree-") as tmp:
+            return run(fanout, rounds, size, Path(tmp), warmup, gap_s)
     specs = wide_tree(fanout)
     root = specs[0].court
     ours: list[float] = []
