@@ -48,9 +48,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import nats
 import nats.errors
@@ -60,7 +60,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, select, update
 
 from hub.bus import court_token
 from hub.clock import Clock, SystemClock
@@ -82,11 +82,14 @@ from hub.store.agency_schema import (
 __all__ = [
     "Job",
     "JobQueue",
+    "JobSpec",
     "RetryPolicy",
     "SweepReport",
     "Worker",
+    "add_jobs",
     "dead_letters",
     "ensure_streams",
+    "jobs_by_id",
     "node_token",
     "queue_status",
     "run_worker",
@@ -264,9 +267,160 @@ class Job:
         }
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """A job to submit: what :meth:`JobQueue.add` / :meth:`JobQueue.submit_many` take."""
+
+    kind: str  # inquiry | control
+    plugin: str
+    job_id: str  # = the request id
+    case_number: str
+    capability: str
+    action: str | None
+    request: dict[str, Any]
+    deadline_at_ms: int | None = None
+
+    @classmethod
+    def inquiry(cls, plugin: str, request: InquiryRequest, deadline_at_ms: int | None = None) -> JobSpec:
+        return cls(
+            INQUIRY,
+            plugin,
+            request.request_id,
+            request.case_number,
+            request.capability,
+            None,
+            request.to_dict(),
+            deadline_at_ms,
+        )
+
+    @classmethod
+    def control(cls, plugin: str, request: ControlRequest, deadline_at_ms: int | None = None) -> JobSpec:
+        return cls(
+            CONTROL,
+            plugin,
+            request.request_id,
+            request.case_number,
+            request.capability,
+            request.action.value,
+            request.to_dict(),
+            deadline_at_ms,
+        )
+
+
+# Statements built once (SQLAlchemy then skips building and cache-keying them on every call:
+# these run several times per job, in the store's single writer thread).
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_SELECT_JOB = select(agency_jobs).where(agency_jobs.c.job_id == bindparam("jid"))
+_SELECT_JOBS = select(agency_jobs).where(agency_jobs.c.job_id.in_(_IDS))
+_INSERT_JOB = insert(agency_jobs)
+_MARK_PUBLISHED = (
+    update(agency_jobs)
+    .where(agency_jobs.c.job_id.in_(_IDS), agency_jobs.c.status == PENDING)
+    .values(published_at_ms=bindparam("t_now"), updated_at_ms=bindparam("t_now"))
+)
+_CLAIM_VALUES: dict[str, Any] = {
+    "attempts": agency_jobs.c.attempts + 1,
+    "worker": bindparam("w_id"),
+    "updated_at_ms": bindparam("t_now"),
+    "started_at_ms": func.coalesce(agency_jobs.c.started_at_ms, bindparam("t_now")),
+}
+_CLAIM_ONE = update(agency_jobs).where(agency_jobs.c.job_id == bindparam("jid")).values(**_CLAIM_VALUES)
+_CLAIM_MANY = (
+    update(agency_jobs)
+    .where(agency_jobs.c.job_id.in_(_IDS), agency_jobs.c.status == PENDING)
+    .values(**_CLAIM_VALUES)
+    .returning(*agency_jobs.c)
+)
+# Only a pending job changes; a value left NULL keeps what the row has (e.g. the last error of an
+# earlier attempt stays on a job answered later).
+_FINISH = (
+    update(agency_jobs)
+    .where(agency_jobs.c.job_id == bindparam("jid"), agency_jobs.c.status == PENDING)
+    .values(
+        status=bindparam("st"),
+        finished_at_ms=bindparam("t_now"),
+        updated_at_ms=bindparam("t_now"),
+        result=func.coalesce(bindparam("res", type_=agency_jobs.c.result.type), agency_jobs.c.result),
+        error=func.coalesce(bindparam("err", type_=agency_jobs.c.error.type), agency_jobs.c.error),
+        elapsed_ms=func.coalesce(bindparam("el", type_=agency_jobs.c.elapsed_ms.type), agency_jobs.c.elapsed_ms),
+    )
+)
+_RECORD_RETRY = (
+    update(agency_jobs)
+    .where(agency_jobs.c.job_id == bindparam("jid"), agency_jobs.c.status == PENDING)
+    .values(error=bindparam("err"), elapsed_ms=bindparam("el"), updated_at_ms=bindparam("t_now"))
+)
+_IN_CHUNK = 500  # ids per IN (…) list: well under every backend's bound-parameter limit
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _IN_CHUNK):
+        yield items[i : i + _IN_CHUNK]
+
+
 def _get_job(conn: Connection, job_id: str) -> Job | None:
-    row = conn.execute(select(agency_jobs).where(agency_jobs.c.job_id == job_id)).mappings().first()
+    row = conn.execute(_SELECT_JOB, {"jid": job_id}).mappings().first()
     return Job.from_row(row) if row is not None else None
+
+
+def _get_jobs(conn: Connection, job_ids: Sequence[str]) -> dict[str, Job]:
+    found: dict[str, Job] = {}
+    for chunk in _chunks(list(dict.fromkeys(job_ids))):
+        for row in conn.execute(_SELECT_JOBS, {"ids": list(chunk)}).mappings():
+            found[row["job_id"]] = Job.from_row(row)
+    return found
+
+
+def jobs_by_id(conn: Connection, job_ids: Sequence[str]) -> dict[str, Job]:
+    """The stored jobs among ``job_ids`` (in the caller's transaction), by id."""
+    return _get_jobs(conn, job_ids)
+
+
+def add_jobs(conn: Connection, specs: Sequence[JobSpec], now: int) -> list[tuple[Job, bool]]:
+    """Insert the jobs not stored yet (in the caller's transaction); per spec, the stored job and
+    whether it was created now. Submitting an existing job id again is a no-op; reusing one for
+    another plugin or request raises :class:`InvalidInput` (and so fails the whole transaction)."""
+    existing = _get_jobs(conn, [s.job_id for s in specs])
+    out: list[tuple[Job, bool]] = []
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        old = existing.get(spec.job_id)
+        if old is not None:
+            if old.plugin != spec.plugin or old.request != spec.request:
+                raise InvalidInput(
+                    f"job {spec.job_id!r} already exists with a different plugin or request: "
+                    "a request id must never be reused for another request"
+                )
+            out.append((old, False))
+            continue
+        row: dict[str, Any] = {
+            "job_id": spec.job_id,
+            "kind": spec.kind,
+            "case_number": spec.case_number,
+            "plugin": spec.plugin,
+            "capability": spec.capability,
+            "action": spec.action,
+            "request": _dumps(spec.request),
+            "status": PENDING,
+            "attempts": 0,
+            "result": None,
+            "error": None,
+            "worker": None,
+            "created_at_ms": now,
+            "published_at_ms": None,
+            "updated_at_ms": now,
+            "started_at_ms": None,
+            "finished_at_ms": None,
+            "deadline_at_ms": spec.deadline_at_ms,
+            "elapsed_ms": None,
+        }
+        rows.append(row)
+        job = Job.from_row(row)
+        existing[spec.job_id] = job  # the same id twice in one call: the second is a resubmission
+        out.append((job, True))
+    if rows:
+        conn.execute(_INSERT_JOB, rows)
+    return out
 
 
 def _finish(
@@ -280,17 +434,86 @@ def _finish(
     elapsed_ms: int | None = None,
 ) -> bool:
     """Move a pending job to a final state; False if it was already final (someone else won)."""
-    values: dict[str, Any] = {"status": status, "finished_at_ms": now, "updated_at_ms": now}
-    if result is not None:
-        values["result"] = _dumps(result)
-    if error is not None:
-        values["error"] = _dumps(error)
-    if elapsed_ms is not None:
-        values["elapsed_ms"] = elapsed_ms
-    done = conn.execute(
-        update(agency_jobs).where(agency_jobs.c.job_id == job_id, agency_jobs.c.status == PENDING).values(**values)
-    )
-    return done.rowcount == 1
+    return _finish_many(conn, [_Finish(job_id, status, now, result, error, elapsed_ms)])[0]
+
+
+@dataclass(frozen=True)
+class _Finish:
+    job_id: str
+    status: str
+    now: int
+    result: Any = None
+    error: Any = None
+    elapsed_ms: int | None = None
+
+
+def _finish_many(conn: Connection, items: Sequence[_Finish]) -> list[bool]:
+    """:func:`_finish` for several jobs in one transaction; per job, whether it changed."""
+    changed = []
+    for f in items:
+        params = {
+            "jid": f.job_id,
+            "st": f.status,
+            "t_now": f.now,
+            "res": None if f.result is None else _dumps(f.result),
+            "err": None if f.error is None else _dumps(f.error),
+            "el": f.elapsed_ms,
+        }
+        changed.append(conn.execute(_FINISH, params).rowcount == 1)
+    return changed
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Coalesced(Generic[T, R]):
+    """Calls made during one turn of the event loop share one store write.
+
+    ``fn(conn, items)`` returns one result per item. Each caller awaits its own result, resolved
+    after the shared transaction commits; a failure of the write fails every call in it (their
+    callers treat it as before: no ack, the message is redelivered). Saves the writer a savepoint
+    and a round trip per call.
+    """
+
+    def __init__(self, store: Store, fn: Callable[[Connection, list[T]], list[R]]) -> None:
+        self.store = store
+        self.fn = fn
+        self._items: list[tuple[T, asyncio.Future[R]]] = []
+
+    def __call__(self, item: T) -> asyncio.Future[R]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        if not self._items:
+            loop.call_soon(self._flush)
+        self._items.append((item, future))
+        return future
+
+    def _flush(self) -> None:
+        items, self._items = self._items, []
+        args = [item for item, _ in items]
+        fn = self.fn
+        try:
+            written = self.store.submit(lambda conn: fn(conn, args))
+        except Exception as exc:  # the store is closed
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+
+        def resolve(done: asyncio.Future[list[R]]) -> None:
+            exc = asyncio.CancelledError() if done.cancelled() else done.exception()
+            values = done.result() if exc is None else None
+            for i, (_, future) in enumerate(items):
+                if future.done():
+                    continue
+                if values is None:
+                    assert exc is not None
+                    future.set_exception(exc)
+                else:
+                    future.set_result(values[i])
+
+        written.add_done_callback(resolve)
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -378,99 +601,64 @@ class JobQueue:
 
     async def submit_inquiry(self, plugin: str, request: InquiryRequest, *, deadline_at_ms: int | None = None) -> Job:
         """Queue an inquiry for ``plugin``; the job id is ``request.request_id``."""
-        return await self._submit(
-            INQUIRY,
-            plugin,
-            request.request_id,
-            request.case_number,
-            request.capability,
-            None,
-            request.to_dict(),
-            deadline_at_ms,
-        )
+        return (await self.submit_many([JobSpec.inquiry(plugin, request, deadline_at_ms)]))[0]
 
     async def submit_control(self, plugin: str, request: ControlRequest, *, deadline_at_ms: int | None = None) -> Job:
         """Queue a control measure for ``plugin``; the job id is ``request.request_id``."""
-        return await self._submit(
-            CONTROL,
-            plugin,
-            request.request_id,
-            request.case_number,
-            request.capability,
-            request.action.value,
-            request.to_dict(),
-            deadline_at_ms,
-        )
+        return (await self.submit_many([JobSpec.control(plugin, request, deadline_at_ms)]))[0]
 
-    async def _submit(
-        self,
-        kind: str,
-        plugin: str,
-        job_id: str,
-        case_number: str,
-        capability: str,
-        action: str | None,
-        request: dict[str, Any],
-        deadline_at_ms: int | None,
-    ) -> Job:
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Queue several jobs: one transaction for all rows, then their publishes."""
+        if not specs:
+            return []
         now = self.clock.now_ms()
+        added = await self.store.write(lambda conn: add_jobs(conn, specs, now))
+        await self.publish(added)
+        return [job for job, _ in added]
 
-        def write(conn: Connection) -> tuple[Job, bool]:
-            existing = _get_job(conn, job_id)
-            if existing is not None:
-                if existing.plugin != plugin or existing.request != request:
-                    raise InvalidInput(
-                        f"job {job_id!r} already exists with a different plugin or request: "
-                        "a request id must never be reused for another request"
-                    )
-                return existing, False
-            conn.execute(
-                insert(agency_jobs).values(
-                    job_id=job_id,
-                    kind=kind,
-                    case_number=case_number,
-                    plugin=plugin,
-                    capability=capability,
-                    action=action,
-                    request=_dumps(request),
-                    status=PENDING,
-                    attempts=0,
-                    created_at_ms=now,
-                    updated_at_ms=now,
-                    deadline_at_ms=deadline_at_ms,
-                )
-            )
-            job = _get_job(conn, job_id)
-            assert job is not None
-            return job, True
+    def add(self, conn: Connection, specs: Sequence[JobSpec]) -> list[tuple[Job, bool]]:
+        """Store jobs inside the caller's transaction (e.g. with the rows that asked for them);
+        after its commit, hand the result to :meth:`publish`. Store first, then the bus."""
+        return add_jobs(conn, specs, self.clock.now_ms())
 
-        job, created = await self.store.write(write)
-        if created or (not job.final and job.published_at_ms is None):
-            await self._publish(job, msg_id=job.job_id)
-        return job
+    async def publish(self, added: Iterable[tuple[Job, bool]]) -> None:
+        """Publish the jobs :meth:`add` created (and earlier ones whose publish was never
+        confirmed), concurrently, then record the confirmed publishes in one write."""
+        todo = [job for job, created in added if created or (not job.final and job.published_at_ms is None)]
+        if todo:
+            await self._publish_many(todo, [job.job_id for job in todo])
 
     async def _publish(self, job: Job, *, msg_id: str) -> bool:
         """Publish a job's message; on success record ``published_at_ms``. Never raises."""
-        try:
-            await self.js.publish(
-                job_subject(self.node_code, job.plugin),
-                _dumps({"job_id": job.job_id}).encode(),
-                headers={"Nats-Msg-Id": msg_id},
-            )
-        except Exception as exc:  # the bus is down: the sweeper publishes later
-            log.warning("publishing job %s failed (the sweeper will retry): %s", job.job_id, exc)
-            return False
-        now = self.clock.now_ms()
+        return (await self._publish_many([job], [msg_id]))[0]
 
-        def mark(conn: Connection) -> None:
-            conn.execute(
-                update(agency_jobs)
-                .where(agency_jobs.c.job_id == job.job_id, agency_jobs.c.status == PENDING)
-                .values(published_at_ms=now, updated_at_ms=now)
-            )
+    async def _publish_many(self, jobs: Sequence[Job], msg_ids: Sequence[str]) -> list[bool]:
+        async def one(job: Job, msg_id: str) -> bool:
+            try:
+                await self.js.publish(
+                    job_subject(self.node_code, job.plugin),
+                    _dumps({"job_id": job.job_id}).encode(),
+                    headers={"Nats-Msg-Id": msg_id},
+                )
+            except Exception as exc:  # the bus is down: the sweeper publishes later
+                log.warning("publishing job %s failed (the sweeper will retry): %s", job.job_id, exc)
+                return False
+            return True
 
-        await self.store.write(mark)
-        return True
+        if len(jobs) == 1:
+            sent = [await one(jobs[0], msg_ids[0])]
+        else:
+            sent = list(await asyncio.gather(*(one(j, m) for j, m in zip(jobs, msg_ids, strict=True))))
+        confirmed = [job.job_id for job, ok in zip(jobs, sent, strict=True) if ok]
+        if confirmed:
+            now = self.clock.now_ms()
+
+            def mark(conn: Connection) -> None:
+                for chunk in _chunks(confirmed):
+                    conn.execute(_MARK_PUBLISHED, {"ids": list(chunk), "t_now": now})
+
+            await self.store.write(mark)
+        return sent
 
     async def get(self, job_id: str) -> Job | None:
         return await self.store.read(lambda conn: _get_job(conn, job_id))
@@ -689,8 +877,15 @@ class Worker:
     """Consumes the job queue of some plugins and executes the jobs through a plugin host.
 
     Runs inside the node or as its own process (``court-hub worker``); several workers may share
-    a queue. ``concurrency`` bounds the calls in flight per plugin in this worker.
+    a queue. ``concurrency`` bounds the calls in flight per plugin in this worker. A worker holds
+    up to ``HOLD`` × ``concurrency`` deliveries per plugin, so that claiming the next jobs and
+    recording the outcomes of finished ones (store writes) overlap with the calls in flight
+    instead of keeping call slots idle; a held delivery is kept alive with ``in_progress``.
+    The deliveries claimed in one loop turn share one write, and so do the outcomes recorded in
+    one turn.
     """
+
+    HOLD = 2
 
     def __init__(
         self,
@@ -719,6 +914,11 @@ class Worker:
         self.fetch_timeout_s = fetch_timeout_s
         self.stats = WorkerStats()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The deliveries of one fetch (and of every plugin's fetch in the same loop turn) are
+        # claimed in one write; outcomes reached in the same turn are recorded in one write.
+        self._claims: _Coalesced[tuple[str, int], tuple[str, Job | None]] = _Coalesced(store, self._claim_many)
+        self._finishes: _Coalesced[_Finish, bool] = _Coalesced(store, _finish_many)
+        self._call_slots: dict[str, asyncio.Semaphore] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let the calls in flight finish (bounded by their
@@ -755,7 +955,7 @@ class Worker:
 
         try:
             while not stop.is_set():
-                free = self.concurrency - in_flight
+                free = self.HOLD * self.concurrency - in_flight
                 if free <= 0:
                     freed.clear()
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -791,8 +991,16 @@ class Worker:
             log.error("worker: malformed job message on %s (%s): terminated", msg.subject, exc)
             await msg.term()
             return
-        now = self.clock.now_ms()
-        verdict, job = await self.store.write(lambda conn: self._claim(conn, job_id, now))
+        beat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self._handle(plugin, msg, job_id)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _handle(self, plugin: str, msg: Msg, job_id: str) -> None:
+        verdict, job = await self._claims((job_id, self.clock.now_ms()))
         if verdict == "missing":
             log.error("worker: job %s is not in the store: terminated", job_id)
             await msg.term()
@@ -836,14 +1044,8 @@ class Worker:
             self.stats.retried += 1
             later = self.clock.now_ms()
 
-            def record(conn: Connection) -> None:
-                conn.execute(
-                    update(agency_jobs)
-                    .where(agency_jobs.c.job_id == job.job_id, agency_jobs.c.status == PENDING)
-                    .values(error=_dumps(error), elapsed_ms=outcome.elapsed_ms, updated_at_ms=later)
-                )
-
-            await self.store.write(record)
+            params = {"jid": job.job_id, "err": _dumps(error), "el": outcome.elapsed_ms, "t_now": later}
+            await self.store.write(lambda conn: conn.execute(_RECORD_RETRY, params))
             await msg.nak(delay=self.policy.delay(job.attempts))
 
     def _claim(self, conn: Connection, job_id: str, now: int) -> tuple[str, Job | None]:
@@ -857,17 +1059,49 @@ class Worker:
             return "expired", job
         if job.attempts >= self.policy.max_attempts:
             return "exhausted", job
-        conn.execute(
-            update(agency_jobs)
-            .where(agency_jobs.c.job_id == job_id)
-            .values(
-                attempts=agency_jobs.c.attempts + 1,
-                worker=self.worker_id,
-                updated_at_ms=now,
-                started_at_ms=func.coalesce(agency_jobs.c.started_at_ms, now),
-            )
-        )
+        conn.execute(_CLAIM_ONE, {"jid": job_id, "w_id": self.worker_id, "t_now": now})
         return "claimed", _get_job(conn, job_id)
+
+    def _claim_many(self, conn: Connection, items: list[tuple[str, int]]) -> list[tuple[str, Job | None]]:
+        """:meth:`_claim` for the deliveries of a loop turn: one select, one update … returning.
+        A job id delivered twice in one turn is claimed twice (as separate deliveries are)."""
+        jobs = _get_jobs(conn, [job_id for job_id, _ in items])
+        verdicts: list[tuple[str, Job | None] | None] = []
+        claim: dict[str, int] = {}  # job id → its index in items
+        again: list[int] = []
+        now = max(t for _, t in items)
+        for i, (job_id, _) in enumerate(items):
+            job = jobs.get(job_id)
+            if job is None:
+                verdicts.append(("missing", None))
+            elif job.final:
+                verdicts.append(("final", job))
+            elif job.deadline_at_ms is not None and now >= job.deadline_at_ms:
+                verdicts.append(("expired", job))
+            elif job.attempts >= self.policy.max_attempts:
+                verdicts.append(("exhausted", job))
+            elif job_id in claim:
+                verdicts.append(None)
+                again.append(i)
+            else:
+                verdicts.append(None)
+                claim[job_id] = i
+        if claim:
+            ids = list(claim)
+            claimed: dict[str, Job] = {}
+            for chunk in _chunks(ids):
+                params = {"ids": list(chunk), "w_id": self.worker_id, "t_now": now}
+                for row in conn.execute(_CLAIM_MANY, params).mappings():
+                    claimed[row["job_id"]] = Job.from_row(row)
+            for job_id, i in claim.items():
+                got = claimed.get(job_id)
+                # Not pending any more: another worker finished it between our select and update.
+                verdicts[i] = ("claimed", got) if got is not None else ("final", jobs[job_id])
+        for i in again:
+            verdicts[i] = self._claim(conn, items[i][0], items[i][1])
+        out = [v for v in verdicts if v is not None]
+        assert len(out) == len(items)
+        return out
 
     async def _call(self, job: Job, msg: Msg) -> CallOutcome[Any]:
         try:
@@ -880,18 +1114,17 @@ class Worker:
                 "invalid", f"stored request: {exc}", plugin=job.plugin, hook="request", retryable=False
             )
             return CallOutcome(job.plugin, "request", self.clock.now_ms(), 0, None, failure)
-        beat = asyncio.create_task(self._heartbeat(msg))
-        try:
+        slots = self._call_slots.get(job.plugin)
+        if slots is None:
+            slots = self._call_slots[job.plugin] = asyncio.Semaphore(self.concurrency)
+        async with slots:
             if job.kind == INQUIRY:
                 return await self.host.call_inquire(job.plugin, inquiry, timeout_s=self.policy.call_timeout_s)
             return await self.host.call_control(job.plugin, control, timeout_s=self.policy.call_timeout_s)
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
 
     async def _heartbeat(self, msg: Msg) -> None:
-        """Tell JetStream the job is in progress so it is not redelivered during a long call."""
+        """Tell JetStream the job is in progress so it is not redelivered while this worker holds
+        it (claiming, waiting for a call slot, calling, recording the outcome)."""
         interval = max(self.policy.ack_wait_s / 3, 0.05)
         while True:
             await asyncio.sleep(interval)
@@ -902,9 +1135,7 @@ class Worker:
         self, job: Job, status: str, error: dict[str, Any] | None, elapsed_ms: int | None, *, result: Any = None
     ) -> None:
         now = self.clock.now_ms()
-        changed = await self.store.write(
-            lambda conn: _finish(conn, job.job_id, status, now, result=result, error=error, elapsed_ms=elapsed_ms)
-        )
+        changed = await self._finishes(_Finish(job.job_id, status, now, result, error, elapsed_ms))
         if not changed:
             return
         if status != ANSWERED:

@@ -30,7 +30,9 @@ from sqlalchemy import insert
 
 from hub.errors import InvalidInput
 from hub.jobs import (
+    Job,
     JobQueue,
+    JobSpec,
     RetryPolicy,
     Worker,
     dead_letters,
@@ -567,3 +569,134 @@ async def test_job_past_its_deadline_times_out(store: Store, nats_server: Embedd
     job = await queue.get("late-1")
     assert job is not None and job.status == "timed_out" and job.error is not None
     assert job.error["kind"] == "deadline" and bank.calls["late-1"] == 0
+
+
+# -- batching: one write per batch of submissions, claims and outcomes -------------------------
+
+
+async def test_submit_many_writes_one_transaction_and_rejects_a_reused_id_as_a_whole(store: Store, nc: Client) -> None:
+    queue = JobQueue(store, nc, NODE, policy=FAST)
+    await queue.setup(["bank-ok"])
+    specs = [JobSpec.inquiry("bank-ok", inquiry(f"batch-{i}")) for i in range(5)]
+    before = store.commits
+    jobs = await queue.submit_many(specs)
+    # One transaction for the five rows, one for their confirmed publishes.
+    assert store.commits - before == 2
+    assert [j.job_id for j in jobs] == [f"batch-{i}" for i in range(5)]
+    assert all(j.status == "pending" and j.attempts == 0 for j in jobs)
+    stored = {j.job_id: j for j in await queue.for_case(CASE)}
+    assert set(stored) == {f"batch-{i}" for i in range(5)}
+    assert all(j.published_at_ms is not None for j in stored.values())
+    assert stored["batch-0"].request == jobs[0].request == inquiry("batch-0").to_dict()
+
+    again = await queue.submit_many([*specs, JobSpec.inquiry("bank-ok", inquiry("batch-5"))])
+    assert [j.created_at_ms for j in again[:5]] == [stored[f"batch-{i}"].created_at_ms for i in range(5)]
+    info = await nc.jetstream().stream_info(f"COURTHUB_JOBS_{node_token(NODE)}")
+    assert info.state.messages == 6  # the five were not published again
+
+    reused = JobSpec.inquiry("bank-ok", inquiry("batch-1", capability="bank.transactions"))
+    with pytest.raises(InvalidInput, match="never be reused"):
+        await queue.submit_many([JobSpec.inquiry("bank-ok", inquiry("batch-7")), reused])
+    assert await queue.get("batch-7") is None  # the whole batch was refused
+
+
+async def test_jobs_added_in_the_callers_transaction_commit_or_roll_back_with_it(
+    store: Store, nats_server: EmbeddedNats, nc: Client
+) -> None:
+    queue = JobQueue(store, nc, NODE, policy=FAST)
+    await queue.setup(["bank-ok"])
+
+    def fails(conn: Any) -> None:
+        queue.add(conn, [JobSpec.inquiry("bank-ok", inquiry("rolled-back"))])
+        raise RuntimeError("the caller's own write failed")
+
+    with pytest.raises(RuntimeError):
+        await store.write(fails)
+    assert await queue.get("rolled-back") is None
+
+    added = await store.write(lambda conn: queue.add(conn, [JobSpec.control("bank-ok", freeze("kept"))]))
+    assert [(j.job_id, created) for j, created in added] == [("kept", True)]
+    job = await queue.get("kept")
+    assert job is not None and job.published_at_ms is None and job.kind == "control" and job.action == "freeze"
+    await queue.publish(added)
+    job = await queue.get("kept")
+    assert job is not None and job.published_at_ms is not None
+    bank = Bank()
+    async with running_worker(store, nats_server.url, make_host(bank)):
+        await wait_until(lambda: all_final(store, 1))
+    assert bank.calls["kept"] == 1
+
+
+async def test_claim_many_decides_each_delivery_like_a_single_claim(store: Store, nc: Client) -> None:
+    queue = JobQueue(store, nc, NODE, policy=FAST)
+    await queue.setup(["bank-ok"])
+    await queue.submit_inquiry("bank-ok", inquiry("fresh"))
+    await queue.submit_inquiry("bank-ok", inquiry("late"), deadline_at_ms=1)
+    await queue.submit_inquiry("bank-ok", inquiry("done"))
+    await queue.submit_inquiry("bank-ok", inquiry("spent"))
+
+    def prepare(conn: Any) -> None:
+        conn.execute(agency_jobs.update().where(agency_jobs.c.job_id == "done").values(status="answered"))
+        conn.execute(agency_jobs.update().where(agency_jobs.c.job_id == "spent").values(attempts=FAST.max_attempts))
+
+    await store.write(prepare)
+    worker = Worker(store, nc, NODE, make_host(Bank()), policy=FAST, worker_id="w-batch")
+    now = int(time.time() * 1000)
+    items = [(i, now) for i in ("fresh", "missing", "late", "done", "spent", "fresh")]
+    verdicts = await store.write(lambda conn: worker._claim_many(conn, items))
+    assert [v for v, _ in verdicts] == ["claimed", "missing", "expired", "final", "exhausted", "claimed"]
+    first, second = verdicts[0][1], verdicts[5][1]
+    assert first is not None and first.attempts == 1 and first.worker == "w-batch" and first.started_at_ms == now
+    # The same job delivered twice in one turn is claimed twice, as two deliveries would be.
+    assert second is not None and second.attempts == 2
+    stored = await queue.get("fresh")
+    assert stored is not None and stored.attempts == 2
+    late = await queue.get("late")
+    assert late is not None and late.attempts == 0  # only claimed jobs count an attempt
+
+
+async def test_deliveries_of_a_loop_turn_share_one_write(store: Store, nc: Client) -> None:
+    queue = JobQueue(store, nc, NODE, policy=FAST)
+    await queue.setup(["bank-ok"])
+    await queue.submit_many([JobSpec.inquiry("bank-ok", inquiry(f"turn-{i}")) for i in range(8)])
+    worker = Worker(store, nc, NODE, make_host(Bank()), policy=FAST)
+    writes: list[int] = []
+    claim_many = worker._claim_many
+
+    def counting(conn: Any, items: list[tuple[str, int]]) -> list[tuple[str, Job | None]]:
+        writes.append(len(items))
+        return claim_many(conn, items)
+
+    worker._claims.fn = counting
+    now = int(time.time() * 1000)
+    verdicts = await asyncio.gather(*(worker._claims((f"turn-{i}", now)) for i in range(8)))
+    assert writes == [8]
+    assert {v for v, _ in verdicts} == {"claimed"}
+
+
+async def test_calls_in_flight_stay_within_concurrency_while_the_worker_holds_more(
+    store: Store, nats_server: EmbeddedNats, nc: Client
+) -> None:
+    class CountingBank(Bank):
+        def __init__(self) -> None:
+            super().__init__(delay_s=0.05)
+            self.now = 0
+            self.most = 0
+
+        @hookimpl
+        async def courthub_inquire(self, request: InquiryRequest) -> Any:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                return await super().courthub_inquire(request)
+            finally:
+                self.now -= 1
+
+    bank = CountingBank()
+    queue = JobQueue(store, nc, NODE, policy=FAST)
+    await queue.setup(["bank-ok"])
+    await queue.submit_many([JobSpec.inquiry("bank-ok", inquiry(f"c-{i}")) for i in range(20)])
+    async with running_worker(store, nats_server.url, make_host(bank), concurrency=3):
+        await wait_until(lambda: all_final(store, 20))
+    assert bank.most == 3
+    assert set(bank.calls.values()) == {1} and len(bank.calls) == 20

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.agency.routing import Outcome, agency_of
 from hub.agency.schema import ANSWERED, FAILED, PENDING, TIMED_OUT, case_inquiries, cases
@@ -78,9 +79,41 @@ def load_case(conn: Connection, case_number: str) -> CaseRecord | None:
     return CaseRecord.from_row(row) if row is not None else None
 
 
+_INSERT_CASE: dict[str, Any] = {}  # dialect name → INSERT … ON CONFLICT DO NOTHING (built once)
+
+
+def _insert_case_statement(conn: Connection) -> Any:
+    name = conn.dialect.name
+    statement = _INSERT_CASE.get(name)
+    if statement is None:
+        if name == "postgresql":
+            statement = postgresql.insert(cases).on_conflict_do_nothing(index_elements=[cases.c.case_number])
+        elif name == "sqlite":
+            statement = sqlite.insert(cases).on_conflict_do_nothing(index_elements=[cases.c.case_number])
+        else:
+            statement = None
+        _INSERT_CASE[name] = statement
+    return statement
+
+
 def insert_case(conn: Connection, record: CaseRecord) -> bool:
     """Store a filed case; False when the same filing is already stored. A different party under
-    the same 案号 is refused."""
+    the same 案号 is refused. One statement when the case is new (the usual filing)."""
+    values = {
+        "case_number": record.case_number,
+        "court": record.court,
+        "party_name": record.party.name,
+        "id_type": record.party.id_type.value,
+        "id_no": record.party.id_no,
+        "amount_fen": record.amount_fen,
+        "judge_name": record.judge_name,
+        "judge_phone": record.judge_phone,
+        "officer_ids": json.dumps(list(record.officer_ids), ensure_ascii=False),
+        "filed_at_ms": record.filed_at_ms,
+    }
+    statement = _insert_case_statement(conn)
+    if statement is not None and conn.execute(statement, values).rowcount == 1:
+        return True
     existing = load_case(conn, record.case_number)
     if existing is not None:
         if existing.party != record.party:
@@ -90,20 +123,7 @@ def insert_case(conn: Connection, record: CaseRecord) -> bool:
                 reason="case_exists",
             )
         return False
-    conn.execute(
-        insert(cases).values(
-            case_number=record.case_number,
-            court=record.court,
-            party_name=record.party.name,
-            id_type=record.party.id_type.value,
-            id_no=record.party.id_no,
-            amount_fen=record.amount_fen,
-            judge_name=record.judge_name,
-            judge_phone=record.judge_phone,
-            officer_ids=json.dumps(list(record.officer_ids), ensure_ascii=False),
-            filed_at_ms=record.filed_at_ms,
-        )
-    )
+    conn.execute(insert(cases).values(**values))
     return True
 
 

@@ -55,7 +55,7 @@ from hub.codes import CaseNumber, CourtCode
 from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
-from hub.jobs import Job, JobQueue, RetryPolicy, Worker, queue_status, subscribe_job_done
+from hub.jobs import Job, JobQueue, JobSpec, RetryPolicy, Worker, jobs_by_id, queue_status, subscribe_job_done
 from hub.plugins.hookspec import ENTRY_POINT_GROUP
 from hub.plugins.host import PluginHost
 from hub.plugins.models import (
@@ -438,13 +438,16 @@ class AgencyService:
         court_name = self.node.config.node.name
         filed: list[CaseFiled] = []
 
-        def fn(tx: Tx) -> list[tuple[str, InquiryRequest]]:
+        queue = self.queue
+        assert queue is not None
+
+        def fn(tx: Tx) -> tuple[list[tuple[str, InquiryRequest]], list[tuple[Job, bool]]]:
             numbers = list(case_numbers)
             if not again:
                 fresh = case_rows.claim_inquiry_start(tx.conn, numbers, tx.now_ms)
                 numbers = [n for n in numbers if n in fresh]
             if not numbers:
-                return []
+                return [], []
             local: list[tuple[str, InquiryRequest]] = []
             rows: list[dict[str, Any]] = []
             for case in case_rows.load_cases(tx.conn, numbers):
@@ -478,17 +481,28 @@ class AgencyService:
                 )
                 tx.events.append(("case.inquiries_started", {"case_number": case.case_number, "capabilities": caps}))
             case_rows.insert_inquiries(tx.conn, rows)
-            return local
+            # The local inquiries' jobs are committed with their rows (store first), then
+            # published after the commit: one transaction for every inquiry the filings start.
+            jobs = queue.add(tx.conn, [JobSpec.inquiry(p, r, deadline) for p, r in local])
+            return local, jobs
 
-        local = await self._tx(fn)
+        local, jobs = await self._tx(fn)
         if not caps:
             log.info("cases %s: no agency capability reachable from %s", ", ".join(case_numbers), self.me)
-        await asyncio.gather(*(self._submit_local(INQUIRY, p, r, deadline) for p, r in local))
+        if jobs:  # in the background: the next filings' inquiries need not wait for these acks
+            self._spawn(self._publish(queue, jobs))
         if self.host.names():
             for event in filed:
                 self._spawn(self.host.case_filed(event))
         self._notify()
         return [{"capability": r.capability, "request_id": r.request_id, "plugin": p} for p, r in local]
+
+    @staticmethod
+    async def _publish(queue: JobQueue, jobs: list[tuple[Job, bool]]) -> None:
+        try:
+            await queue.publish(jobs)
+        except Exception as exc:  # the periodic sweep publishes what was not confirmed
+            log.warning("publishing %d inquiry jobs failed: %s", len(jobs), exc)
 
     def _relay(self, tx: Tx, operation: str, capability: str, request: dict[str, Any], case: str, deadline: int) -> str:
         payload = apb.AgencyRequestPayload(
@@ -1034,29 +1048,28 @@ class AgencyService:
 
         def pending(conn: Connection) -> tuple[list[Any], list[Any]]:
             local = case_rows.pending_local_inquiries(conn) + measure_rows.pending_local_requests(conn)
-            jobs = {}
-            for rid, _plugin, _req, _deadline in local:
-                job = _get_job(conn, rid)
-                jobs[rid] = job
             served = conn.execute(select(served_requests).where(served_requests.c.reported_at_ms.is_(None))).all()
-            return [(item, jobs[item[0]]) for item in local], [(s, _get_job(conn, s.request_id)) for s in served]
+            jobs = jobs_by_id(conn, [item[0] for item in local] + [s.request_id for s in served])
+            return [(item, jobs.get(item[0])) for item in local], [(s, jobs.get(s.request_id)) for s in served]
 
         local, served = await store.read(pending)
+        finished: list[str] = []
         for (rid, plugin, request, deadline), job in local:
             if job is None:
                 operation = CONTROL if "action" in request else INQUIRY
                 await self._submit_local(operation, plugin, request, deadline)
                 counts["resubmitted"] += 1
             elif job.final:
-                await self._settle(rid)
-                counts["settled"] += 1
+                finished.append(rid)
         for row, job in served:
             if job is None:
                 await self._submit_served(row.envelope_id)
                 counts["resubmitted"] += 1
             elif job.final:
-                await self._settle(row.request_id)
-                counts["settled"] += 1
+                finished.append(row.request_id)
+        for i in range(0, len(finished), 500):  # jobs whose job_done was missed: settled in bulk
+            await self._settle(*finished[i : i + 500])
+        counts["settled"] = len(finished)
 
         def time_out(tx: Tx) -> int:
             done = case_rows.time_out_inquiries(tx.conn, tx.now_ms) + measure_rows.time_out_requests(tx.conn, tx.now_ms)
