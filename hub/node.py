@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -179,6 +180,12 @@ class Node:
             self.home.pid_file.unlink()
         with contextlib.suppress(FileNotFoundError):
             self.home.admin_socket.unlink()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a background loop for the node's lifetime; ``stop`` cancels it."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
 
     # -- LinkHost ------------------------------------------------------------------------------
     def attach(self, session: LinkSession) -> None:

@@ -354,7 +354,7 @@ def notifier(node: Node) -> Notifier:
 def setup(node: Node) -> None:
     """Start the dispatcher and add the admin operations ``notify.list`` and ``notify.dispatch``."""
     n = notifier(node)
-    node._tasks.append(asyncio.create_task(n.run(), name="notify"))
+    node.spawn(n.run(), "notify")
 
     async def op_list(args: dict[str, Any]) -> Any:
         limit = max(1, min(1000, int(args.get("limit", 100))))

@@ -50,7 +50,6 @@ from hub.agency.routing import (
     operation_of,
 )
 from hub.agency.schema import LOCAL, PENDING, RELAY, case_inquiries, cases, measures, served_requests
-from hub.audit import AuditLog
 from hub.codes import CaseNumber, CourtCode
 from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.envelope import Target
@@ -288,19 +287,7 @@ class AgencyService:
     async def _tx(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in one store transaction with an exchange ``Tx`` (envelopes, audit, events);
         after the commit wake the links, publish the events and run the callbacks."""
-
-        def work(conn: Connection) -> tuple[T, Tx]:
-            tx = Tx(conn, AuditLog(conn), self.clock.now_ms())
-            value = fn(tx)
-            tx.flush()
-            tx.audit.flush()
-            return value, tx
-
-        value, tx = await self.node.store.write(work)
-        for callback in tx.callbacks:
-            callback()
-        self.node.exchange.on_commit(tx.hops, tx.events)
-        return value
+        return await self.node.exchange.run(fn)
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()

@@ -318,7 +318,7 @@ def spawn_loop(
             except Exception as exc:  # a failing round is retried on the next one
                 log.warning("%s at %s failed: %s", name, node.me, exc)
 
-    node._tasks.append(asyncio.create_task(loop(), name=name))
+    node.spawn(loop(), name)
 
 
 def case_number(text: Any) -> str:

@@ -966,4 +966,4 @@ def setup(node: Node) -> None:
         ops[f"entrust.{action}"] = lambda args, action=action: svc.step(action, args)  # type: ignore[misc]
     for name, op in ops.items():
         node.admin.register(name, op)
-    node._tasks.append(asyncio.create_task(svc.run(), name="entrust-agency"))
+    node.spawn(svc.run(), "entrust-agency")
