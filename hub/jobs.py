@@ -60,7 +60,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from sqlalchemy import BindParameter, Connection, bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
 
 from hub.bus import court_token
 from hub.clock import Clock, SystemClock
@@ -325,9 +325,16 @@ _CLAIM_VALUES: dict[str, Any] = {
     "started_at_ms": func.coalesce(agency_jobs.c.started_at_ms, bindparam("t_now")),
 }
 _CLAIM_ONE = update(agency_jobs).where(agency_jobs.c.job_id == bindparam("jid")).values(**_CLAIM_VALUES)
+# Claims the deliverable jobs among some ids — pending, before their deadline, attempts left —
+# and returns them; the rest are read to tell why (missing, final, expired, exhausted).
 _CLAIM_MANY = (
     update(agency_jobs)
-    .where(agency_jobs.c.job_id.in_(_IDS), agency_jobs.c.status == PENDING)
+    .where(
+        agency_jobs.c.job_id.in_(_IDS),
+        agency_jobs.c.status == PENDING,
+        or_(agency_jobs.c.deadline_at_ms.is_(None), agency_jobs.c.deadline_at_ms > bindparam("t_now")),
+        agency_jobs.c.attempts < bindparam("max_att"),
+    )
     .values(**_CLAIM_VALUES)
     .returning(*agency_jobs.c)
 )
@@ -1050,7 +1057,13 @@ class Worker:
 
     def _claim(self, conn: Connection, job_id: str, now: int) -> tuple[str, Job | None]:
         """Decide what to do with a delivery and, for "claimed", count the attempt."""
-        job = _get_job(conn, job_id)
+        verdict = self._verdict(_get_job(conn, job_id), now)
+        if verdict[0] != "claimed":
+            return verdict
+        conn.execute(_CLAIM_ONE, {"jid": job_id, "w_id": self.worker_id, "t_now": now})
+        return "claimed", _get_job(conn, job_id)
+
+    def _verdict(self, job: Job | None, now: int) -> tuple[str, Job | None]:
         if job is None:
             return "missing", None
         if job.final:
@@ -1059,48 +1072,34 @@ class Worker:
             return "expired", job
         if job.attempts >= self.policy.max_attempts:
             return "exhausted", job
-        conn.execute(_CLAIM_ONE, {"jid": job_id, "w_id": self.worker_id, "t_now": now})
-        return "claimed", _get_job(conn, job_id)
+        return "claimed", job
 
     def _claim_many(self, conn: Connection, items: list[tuple[str, int]]) -> list[tuple[str, Job | None]]:
-        """:meth:`_claim` for the deliveries of a loop turn: one select, one update … returning.
-        A job id delivered twice in one turn is claimed twice (as separate deliveries are)."""
-        jobs = _get_jobs(conn, [job_id for job_id, _ in items])
-        verdicts: list[tuple[str, Job | None] | None] = []
-        claim: dict[str, int] = {}  # job id → its index in items
-        again: list[int] = []
+        """:meth:`_claim` for the deliveries of a loop turn. The usual case (every job deliverable)
+        is one ``UPDATE … RETURNING``; only jobs it did not claim are read, to tell why. A job id
+        delivered twice in one turn is claimed twice (as separate deliveries are)."""
         now = max(t for _, t in items)
+        first: dict[str, int] = {}  # job id → index of its first delivery in items
         for i, (job_id, _) in enumerate(items):
-            job = jobs.get(job_id)
-            if job is None:
-                verdicts.append(("missing", None))
-            elif job.final:
-                verdicts.append(("final", job))
-            elif job.deadline_at_ms is not None and now >= job.deadline_at_ms:
-                verdicts.append(("expired", job))
-            elif job.attempts >= self.policy.max_attempts:
-                verdicts.append(("exhausted", job))
-            elif job_id in claim:
-                verdicts.append(None)
-                again.append(i)
+            first.setdefault(job_id, i)
+        claimed: dict[str, Job] = {}
+        for chunk in _chunks(list(first)):
+            params = {"ids": list(chunk), "w_id": self.worker_id, "t_now": now, "max_att": self.policy.max_attempts}
+            for row in conn.execute(_CLAIM_MANY, params).mappings():
+                claimed[row["job_id"]] = Job.from_row(row)
+        others = _get_jobs(conn, [j for j in first if j not in claimed]) if len(claimed) < len(first) else {}
+        out: list[tuple[str, Job | None]] = []
+        for i, (job_id, t) in enumerate(items):
+            job = claimed.get(job_id)
+            if first[job_id] != i:  # a second delivery of the job in this turn
+                out.append(self._claim(conn, job_id, t))
+            elif job is not None:
+                out.append(("claimed", job))
             else:
-                verdicts.append(None)
-                claim[job_id] = i
-        if claim:
-            ids = list(claim)
-            claimed: dict[str, Job] = {}
-            for chunk in _chunks(ids):
-                params = {"ids": list(chunk), "w_id": self.worker_id, "t_now": now}
-                for row in conn.execute(_CLAIM_MANY, params).mappings():
-                    claimed[row["job_id"]] = Job.from_row(row)
-            for job_id, i in claim.items():
-                got = claimed.get(job_id)
-                # Not pending any more: another worker finished it between our select and update.
-                verdicts[i] = ("claimed", got) if got is not None else ("final", jobs[job_id])
-        for i in again:
-            verdicts[i] = self._claim(conn, items[i][0], items[i][1])
-        out = [v for v in verdicts if v is not None]
-        assert len(out) == len(items)
+                verdict = self._verdict(others.get(job_id), now)
+                # (Deliverable but not claimed above cannot happen in one transaction; if a
+                # backend ever allowed it, claim it the slow way.)
+                out.append(verdict if verdict[0] != "claimed" else self._claim(conn, job_id, t))
         return out
 
     async def _call(self, job: Job, msg: Msg) -> CallOutcome[Any]:

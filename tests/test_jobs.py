@@ -26,7 +26,7 @@ import nats
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from hub.errors import InvalidInput
 from hub.jobs import (
@@ -668,10 +668,19 @@ async def test_deliveries_of_a_loop_turn_share_one_write(store: Store, nc: Clien
         return claim_many(conn, items)
 
     worker._claims.fn = counting
+    statements: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def trace(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            statements.append(statement.split()[0])
+
     now = int(time.time() * 1000)
     verdicts = await asyncio.gather(*(worker._claims((f"turn-{i}", now)) for i in range(8)))
+    event.remove(store.engine, "before_cursor_execute", trace)
     assert writes == [8]
     assert {v for v, _ in verdicts} == {"claimed"}
+    assert statements == ["UPDATE"]  # … RETURNING: deliverable jobs need no read first
 
 
 async def test_calls_in_flight_stay_within_concurrency_while_the_worker_holds_more(

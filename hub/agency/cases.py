@@ -215,10 +215,12 @@ def apply_inquiry_outcome(conn: Connection, outcome: Outcome, now_ms: int) -> tu
     return str(row.case_number), str(row.agency)
 
 
-def apply_inquiry_outcomes(conn: Connection, outcomes: list[Outcome], now_ms: int) -> list[tuple[Outcome, str, str]]:
+def apply_inquiry_outcomes(
+    conn: Connection, outcomes: list[Outcome], now_ms: int, found: set[str] | None = None
+) -> list[tuple[Outcome, str, str]]:
     """:func:`apply_inquiry_outcome` for many at once (one select, one executemany update);
     returns (outcome, case number, agency) of those applied. Outcomes of other requests are
-    ignored."""
+    ignored. ``found`` receives the request ids that are inquiries, applied or not."""
     if not outcomes:
         return []
     rows = {
@@ -232,6 +234,8 @@ def apply_inquiry_outcomes(conn: Connection, outcomes: list[Outcome], now_ms: in
             ).where(case_inquiries.c.request_id.in_([o.request_id for o in outcomes]))
         )
     }
+    if found is not None:
+        found.update(rows)
     applied: list[tuple[Outcome, str, str]] = []
     params: list[dict[str, Any]] = []
     for o in outcomes:

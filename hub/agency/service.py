@@ -865,11 +865,12 @@ class AgencyService:
                 )
             }
             outcomes = [Outcome.from_job(j, str(self.me)) for j in jobs if j.job_id not in served]
-            # This court's own inquiries: in bulk.
-            applied = case_rows.apply_inquiry_outcomes(tx.conn, outcomes, tx.now_ms)
+            # This court's own inquiries: in bulk. Those already settled (e.g. by the periodic
+            # check before their job_done arrived) are done too: nothing is left to apply.
+            done: set[str] = set()
+            applied = case_rows.apply_inquiry_outcomes(tx.conn, outcomes, tx.now_ms, found=done)
             for own, case_number, agency in applied:
                 self._inquiry_applied(tx, own, case_number, agency)
-            done = {o.request_id for o, _, _ in applied}
             # Served requests (answers to other courts) and control measures: one by one.
             rest: list[tuple[Job, Outcome | None]] = [(j, None) for j in jobs if j.job_id in served]
             rest += [(j, o) for j, o in zip((j for j in jobs if j.job_id not in served), outcomes, strict=True)]
