@@ -151,7 +151,8 @@ def make_attachment(name: str, content: bytes, media_type: str = "application/oc
     return att
 
 
-def _row(r: Any) -> dict[str, Any]:
+def item_row(r: Any) -> dict[str, Any]:
+    """A ``workflow_items`` row as a plain dict, its data decoded."""
     return {
         "item_id": r.item_id,
         "party": r.party,
@@ -350,7 +351,7 @@ class WorkflowEngine:
         now = self.node.clock.now_ms()
         due = await self.node.store.read(
             lambda c: [
-                _row(r)
+                item_row(r)
                 for r in c.execute(
                     select(workflow_items).where(
                         workflow_items.c.deadline_ms.is_not(None),
@@ -453,7 +454,7 @@ class WorkflowEngine:
         ).first()
         if r is None:
             raise NotFound(f"no workflow item {item_id} with party {party} here")
-        return _row(r)
+        return item_row(r)
 
     def _insert(
         self,
@@ -579,7 +580,7 @@ class WorkflowEngine:
             q = select(workflow_items).order_by(workflow_items.c.created_at_ms.desc()).limit(500)
             if workflow:
                 q = q.where(workflow_items.c.workflow == workflow)
-            rows = [_row(r) for r in conn.execute(q).all()]
+            rows = [item_row(r) for r in conn.execute(q).all()]
             for r in rows:
                 r["overdue"] = bool(
                     r["deadline_ms"]
@@ -594,7 +595,8 @@ class WorkflowEngine:
     async def history(self, item_id: str) -> dict[str, Any]:
         def read(conn: Connection) -> dict[str, Any]:
             rows = [
-                _row(r) for r in conn.execute(select(workflow_items).where(workflow_items.c.item_id == item_id)).all()
+                item_row(r)
+                for r in conn.execute(select(workflow_items).where(workflow_items.c.item_id == item_id)).all()
             ]
             if not rows:
                 raise NotFound(f"no workflow item {item_id} here")

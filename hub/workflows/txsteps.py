@@ -29,7 +29,7 @@ from sqlalchemy import Connection, select
 from hub.codes import CourtCode
 from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.exchange import Tx
-from hub.workflows.engine import Data, WorkflowEngine, WorkflowSpec
+from hub.workflows.engine import Data, WorkflowEngine, WorkflowSpec, item_row
 from hub.workflows.schema import workflow_events, workflow_items
 
 if TYPE_CHECKING:
@@ -147,21 +147,7 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def plain_row(r: Any) -> dict[str, Any]:
-    return {
-        "item_id": r.item_id,
-        "party": r.party,
-        "workflow": r.workflow,
-        "issuer": r.issuer,
-        "role": r.role,
-        "state": r.state,
-        "title": r.title,
-        "case_number": r.case_number,
-        "data": json.loads(r.data),
-        "deadline_ms": r.deadline_ms,
-        "created_at_ms": r.created_at_ms,
-        "updated_at_ms": r.updated_at_ms,
-    }
+plain_row = item_row  # a workflow_items row as a plain dict (the engine's mapping)
 
 
 def one_row(rows: list[dict[str, Any]], me: CourtCode, workflow: str, ident: str, role: str) -> dict[str, Any]:
