@@ -233,6 +233,15 @@ class Call:
     def subject(self) -> Subject:
         return Subject.parse(self.body.obj("subject"))
 
+    def person_query(self) -> tuple[Subject, sqlite3.Row | None]:
+        """The shape every "what does this person hold" query shares: a requesting court, one
+        subject and nothing else; the subject checked against the agency's records (ID, name).
+        Returns the subject and the person's row (None when the agency does not know them)."""
+        self.court()
+        subject = self.subject()
+        self.body.reject_unknown()
+        return subject, self.ctx.check_subject(subject)
+
 
 Handler = Callable[[Call], dict[str, Any]]
 

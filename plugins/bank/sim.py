@@ -142,10 +142,7 @@ class BankAgency(Agency):
 
     def _inquiry(self, call: Call) -> dict[str, Any]:
         assert self.ledger is not None
-        call.court()
-        subject = call.subject()
-        call.body.reject_unknown()
-        call.ctx.check_subject(subject)
+        subject, _ = call.person_query()
         rows = call.conn.execute(
             "SELECT * FROM accounts WHERE owner_id_no = ? ORDER BY bank_name, account_no", (subject.id_no,)
         ).fetchall()

@@ -111,10 +111,7 @@ class LandAgency(Agency):
 
     def _inquiry(self, call: Call) -> dict[str, Any]:
         assert self.ledger is not None
-        call.court()
-        subject = call.subject()
-        call.body.reject_unknown()
-        call.ctx.check_subject(subject)
+        subject, _ = call.person_query()
         rows = call.conn.execute(
             "SELECT * FROM properties WHERE owner_id_no = ? ORDER BY cert_no", (subject.id_no,)
         ).fetchall()

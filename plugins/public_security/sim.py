@@ -207,10 +207,7 @@ class PublicSecurityAgency(Agency):
         ]
 
     def _household(self, call: Call) -> dict[str, Any]:
-        call.court()
-        subject = call.subject()
-        call.body.reject_unknown()
-        person = call.ctx.check_subject(subject)
+        subject, person = call.person_query()
         household = None
         controls: list[dict[str, Any]] = []
         if person is not None:
@@ -241,10 +238,7 @@ class PublicSecurityAgency(Agency):
 
     def _vehicles(self, call: Call) -> dict[str, Any]:
         assert self.ledger is not None
-        call.court()
-        subject = call.subject()
-        call.body.reject_unknown()
-        call.ctx.check_subject(subject)
+        subject, _ = call.person_query()
         rows = call.conn.execute(
             "SELECT * FROM vehicles WHERE owner_id_no = ? ORDER BY plate_no", (subject.id_no,)
         ).fetchall()

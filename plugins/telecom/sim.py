@@ -73,10 +73,7 @@ class TelecomAgency(Agency):
         ]
 
     def _inquiry(self, call: Call) -> dict[str, Any]:
-        call.court()
-        subject = call.subject()
-        call.body.reject_unknown()
-        call.ctx.check_subject(subject)
+        subject, _ = call.person_query()
         rows = call.conn.execute(
             "SELECT * FROM subscribers WHERE owner_id_no = ? ORDER BY msisdn", (subject.id_no,)
         ).fetchall()
