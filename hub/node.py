@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -55,6 +55,16 @@ from hub.workflows.duty import current_duty
 from hub.workflows.engine import WorkflowEngine
 
 log = logging.getLogger(__name__)
+
+
+async def _bounded(what: str, step: Awaitable[Any], limit_s: float = 10.0) -> None:
+    """Await one shutdown step for at most ``limit_s``; its failure or delay is logged, not raised."""
+    try:
+        await asyncio.wait_for(step, limit_s)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %.0f s; going on", what, limit_s)
+    except Exception as exc:
+        log.warning("shutdown: %s failed: %s", what, exc)
 
 
 class Node:
@@ -156,25 +166,27 @@ class Node:
         self._server = server
 
     async def stop(self, grace: float = 3.0) -> None:
-        """Graceful shutdown: stop taking links, let in-flight commits finish, close the store."""
+        """Graceful shutdown: stop taking links, let in-flight commits finish, close the store.
+
+        Every step is bounded: a part that does not stop in time is logged and left behind, so a
+        shutdown (SIGTERM, a test's teardown) can never hang on one stuck part."""
         self.stopping.set()
-        with contextlib.suppress(Exception):
-            await self._health.enter_graceful_shutdown()
+        await _bounded("health", self._health.enter_graceful_shutdown())
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded("background tasks", asyncio.gather(*self._tasks, return_exceptions=True))
         for session in list(self.sessions.values()):
             session.close()
         if self._server is not None:
-            await self._server.stop(grace)
+            await _bounded("link server", self._server.stop(grace), grace + 5)
         if self._admin is not None:
-            await self._admin.stop(0.5)
+            await _bounded("admin server", self._admin.stop(0.5))
         if self._metrics_http is not None:
-            await self._metrics_http.cleanup()
+            await _bounded("metrics", self._metrics_http.cleanup())
         if getattr(self, "agency", None) is not None:
-            await self.agency.stop()
-        await self.bus.stop()
-        await asyncio.to_thread(self.store.close)
+            await _bounded("agency", self.agency.stop())
+        await _bounded("bus", self.bus.stop(), 15)
+        await _bounded("store", asyncio.to_thread(self.store.close), 30)
         self.cpu.shutdown(wait=False)
         with contextlib.suppress(FileNotFoundError):
             self.home.pid_file.unlink()
