@@ -12,6 +12,7 @@ The event loop never blocks on the database: ``await store.write(fn)`` / ``await
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import QueuePool
 
 from hub.errors import StoreError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 WriteFn = Callable[[Connection], T]
 
 # Upper bound on writes coalesced into one transaction; keeps latency bounded under load.
@@ -151,7 +153,26 @@ class Store:
                 with conn.begin():
                     return fn(conn)
         except OperationalError as exc:
-            raise StoreError(f"store write failed: {exc.orig}") from None
+            raise self._write_error(exc) from None
+
+    @property
+    def where(self) -> str:
+        """The database named in errors: its file for SQLite, its URL without password otherwise."""
+        url = self.engine.url
+        if self.is_sqlite:
+            return str(url.database or ":memory:")
+        return url.render_as_string(hide_password=True)
+
+    def _write_error(self, exc: BaseException) -> StoreError:
+        """The StoreError for a failed write: disk full is named as such, with the database."""
+        cause = _root_cause(exc)
+        if _is_disk_full(exc):
+            return StoreError(
+                f"disk full: the store {self.where} cannot grow ({cause}); writes are refused until space is "
+                "freed, reads go on",
+                reason="disk_full",
+            )
+        return StoreError(f"store commit failed on {self.where}: {cause}")
 
     def _connect_writer(self) -> Connection:
         conn = self.engine.connect()
@@ -159,7 +180,7 @@ class Store:
         return conn
 
     def _run_writer(self) -> None:
-        conn = self._connect_writer()
+        conn: Connection | None = None
         try:
             while True:
                 first = self._queue.get()
@@ -180,11 +201,23 @@ class Store:
                 if stop:
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
-    def _commit_group(self, conn: Connection, batch: list[_Job]) -> Connection:
+    def _commit_group(self, conn: Connection | None, batch: list[_Job]) -> Connection | None:
+        """Commit one group of jobs; returns the connection for the next group (None: reconnect).
+
+        Never raises: whatever goes wrong fails this group's jobs and the writer carries on, so a
+        full disk refuses writes while it lasts and they resume, without a restart, once space is
+        freed. A job's own error is that caller's alone — unless the database has rolled back the
+        whole transaction under it (SQLite does so on SQLITE_FULL inside a statement): then the
+        jobs before it, whose savepoints were released, are gone too, and every job of the group
+        must fail rather than be reported committed.
+        """
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
+            if conn is None:
+                conn = self._connect_writer()
             with conn.begin() as trans:
                 if len(batch) == 1:
                     # Alone in the transaction, a write needs no savepoint: its failure rolls back
@@ -192,6 +225,8 @@ class Store:
                     try:
                         outcomes.append((batch[0].fn(conn), None))
                     except Exception as failure:
+                        if _is_disk_full(failure):
+                            raise _GroupLost(failure) from failure
                         outcomes.append((None, failure))
                         trans.rollback()
                 else:
@@ -200,18 +235,80 @@ class Store:
                             with conn.begin_nested():
                                 outcomes.append((job.fn(conn), None))
                         except Exception as failure:  # one write's failure is that caller's alone
+                            if _is_disk_full(failure) or not _in_transaction(conn):
+                                raise _GroupLost(failure) from failure
                             outcomes.append((None, failure))
             self.commits += 1
-        except SQLAlchemyError as exc:
-            # The commit itself failed (disk full, lost connection): nothing of the group is kept.
-            err = StoreError(f"store commit failed: {getattr(exc, 'orig', exc)}")
+        except Exception as exc:
+            # The group failed as a whole (disk full, lost connection): nothing of it is kept.
+            cause = exc.failure if isinstance(exc, _GroupLost) else exc
+            err = self._write_error(cause)
+            log.warning("store writer: %s (%d writes refused)", err, len(batch))
             for job in batch:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, err)
-            try:
-                conn.close()
-            finally:
-                conn = self._connect_writer()
-            return conn
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception as close_exc:  # the next group reconnects either way
+                    log.warning("store writer: closing the failed connection: %s", close_exc)
+            return None
         for job, (value, error) in zip(batch, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, value, error)
         return conn
+
+
+class _GroupLost(Exception):
+    """The database dropped the group's whole transaction; every job of the group fails."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+# SQLite's primary result code for "database or disk is full"; PostgreSQL's SQLSTATE disk_full.
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (a failed savepoint
+    rollback hides the SQLITE_FULL that caused it in its context)."""
+    out: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if any(cur is seen for seen in out):
+            continue
+        out.append(cur)
+        for nxt in (getattr(cur, "orig", None), cur.__cause__, cur.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return out
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    for e in _chain(exc):
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_FULL or getattr(e, "pgcode", None) == PG_DISK_FULL:
+            return True
+        text = str(e)
+        if "database or disk is full" in text or "No space left on device" in text:
+            return True
+    return False
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The driver's message for the first disk-full error in the chain, else the outermost's."""
+    chain = _chain(exc)
+    for e in chain:
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_FULL or getattr(e, "pgcode", None) == PG_DISK_FULL:
+            return str(e).strip()
+    first = chain[0]
+    orig = getattr(first, "orig", None)
+    return str(orig if orig is not None else first).strip()
+
+
+def _in_transaction(conn: Connection) -> bool:
+    """Whether the database (not SQLAlchemy's bookkeeping) still has the transaction open."""
+    dbapi = conn.connection.dbapi_connection
+    state = getattr(dbapi, "in_transaction", None)
+    return True if state is None else bool(state)
