@@ -13,6 +13,7 @@ outbox has rows for them, and passes announcements between topology and the link
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -91,6 +92,8 @@ class Node:
         self._announce_handle: asyncio.TimerHandle | None = None
         self._announce_to: set[CourtCode] = set()
         self.metrics = Metrics()
+        # Kinds only a newer peer knows, kept or relayed here since start (also counted in metrics).
+        self.unknown_kinds: collections.Counter[str] = collections.Counter()
         self._metrics_http: Any = None
         self.started = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -105,7 +108,15 @@ class Node:
             raise TrustError(f"{self.me} has no court certificate: run `court-hub join` with a token from its parent")
         self.topology = Topology(self.router, self.trust, self.store, self.clock)
         await self.store.read(self.topology.load)
-        self.exchange = Exchange(self.me, self.key, self.store, self.trust, self.router, self.clock)
+        self.exchange = Exchange(
+            self.me,
+            self.key,
+            self.store,
+            self.trust,
+            self.router,
+            self.clock,
+            dedupe_retention_ms=self.config.federation.dedupe_retention_days * 86_400_000,
+        )
         self.exchange.on_commit = self._on_commit
         self.exchange.handle("receipt", receipt_handler)
         self.exchange.handle("chain_head", self._on_chain_head)
@@ -250,6 +261,8 @@ class Node:
         for name, data in events:
             self.bus.publish(name, data)
             self.metrics.events.labels(name).inc()
+            if name == "envelope.unknown_kind":
+                self.unknown_kinds[data["kind"]] += 1
 
     async def enroll_child(self, req: lpb.EnrollRequest) -> lpb.EnrollResponse:
         return await enroll_child(self, req)
@@ -381,6 +394,8 @@ class Node:
             "routes": sorted(str(c) for c in self.router.routes),
             "capabilities": self.topology.reachable_capabilities(),
             "audit": data["audit"],
+            # Envelopes of kinds only a newer peer knows, received or relayed here (kept, not interpreted).
+            "unknown_kinds": dict(self.unknown_kinds),
             "bus": {"url": self.bus.url, "embedded": self.bus.server is not None},
             "agency": await self.agency.status(),
             "duty": await current_duty(self),  # 值班: today's duty officer (hub.workflows.duty)

@@ -173,9 +173,9 @@ def open_envelope(envelope: epb.Envelope) -> Opened:
     eid = header.id
     if not _ID.match(eid):
         raise EnvelopeError(f"envelope id {eid[:40]!r} is not 32 lowercase hex digits")
-    spec = kinds.get(header.kind)
+    spec = kinds.get(header.kind) or kinds.unknown(header.kind)
     if spec is None:
-        raise EnvelopeError(f"envelope {eid}: unknown kind {header.kind[:40]!r}", reason="unknown_kind")
+        raise EnvelopeError(f"envelope {eid}: kind {header.kind[:40]!r} is not a kind name", reason="bad_kind")
     try:
         origin = _court(header.origin)
     except InvalidCode as exc:

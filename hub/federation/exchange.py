@@ -12,6 +12,14 @@ locally to the handler for its kind — all in the transaction the ack waits for
 envelope that asks for one gets a sealed receipt back to its origin, in the same transaction.
 
 Every rejection is an audit entry and a clear reason to the sender; never a silent drop.
+
+**Replays.** The inbox remembers ids for the dedupe retention only, so an envelope older than
+that (less a clock-skew margin) is refused as ``stale_envelope`` instead of being taken for new:
+a replay after pruning cannot execute twice. The same bound is the longest outage the federation
+survives without refusals (docs/outages.md).
+
+**Newer peers.** Kinds this node does not know (``kinds.unknown``) are checked, stored, relayed
+and reported like any other, but never interpreted.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from hub.store.schema import deliveries, inbox, outbox
 from hub.trust import TrustStore, below
 
 Event = tuple[str, dict[str, Any]]
+MAX_CLOCK_SKEW_MS = 3_600_000
 T = TypeVar("T")
 
 
@@ -128,8 +137,19 @@ def _best_effort_id(envelope: epb.Envelope) -> str:
 
 class Exchange:
     def __init__(
-        self, me: CourtCode, key: CourtKey, store: Store, trust: TrustStore, router: Router, clock: Clock
+        self,
+        me: CourtCode,
+        key: CourtKey,
+        store: Store,
+        trust: TrustStore,
+        router: Router,
+        clock: Clock,
+        *,
+        dedupe_retention_ms: int = 30 * 86_400_000,
     ) -> None:
+        # Accept envelopes younger than the dedupe retention, less the skew allowed between
+        # clocks, and refuse ones "created" further in the future than that skew.
+        self.max_age_ms = max(dedupe_retention_ms - MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS)
         self.me = me
         self.key = key
         self.store = store
@@ -275,9 +295,11 @@ class Exchange:
     def check(self, envelopes: list[epb.Envelope], from_hop: CourtCode, from_child: bool) -> list[Checked]:
         """Validate a received batch (CPU only: run it in a worker thread)."""
         out: list[Checked] = []
+        now = self.clock.now_ms()
         for envelope in envelopes:
             try:
                 opened = open_envelope(envelope)
+                self._check_age(opened, now)
                 self._check_link(opened, from_hop, from_child)
                 verify(
                     opened.envelope.seal,
@@ -289,6 +311,21 @@ class Exchange:
             except CourtHubError as exc:
                 out.append(Checked(envelope, None, exc))
         return out
+
+    def _check_age(self, opened: Opened, now_ms: int) -> None:
+        created = opened.header.created_at_ms
+        if created < now_ms - self.max_age_ms:
+            raise EnvelopeError(
+                f"envelope {opened.id} was created {(now_ms - created) / 86_400_000:.1f} days ago, beyond the "
+                f"dedupe retention of this node: refused as a possible replay",
+                reason="stale_envelope",
+            )
+        if created > now_ms + MAX_CLOCK_SKEW_MS:
+            raise EnvelopeError(
+                f"envelope {opened.id} claims to be created {(created - now_ms) / 60_000:.0f} minutes in the future "
+                f"(origin clock wrong?)",
+                reason="stale_envelope",
+            )
 
     def _check_link(self, opened: Opened, hop: CourtCode, from_child: bool) -> None:
         spec, origin = opened.spec, opened.origin
@@ -366,6 +403,8 @@ class Exchange:
             return
         if plan.hops:
             self._enqueue(tx, opened, plan.hops)
+            if not opened.spec.known:
+                tx.events.append(("envelope.unknown_kind", {"envelope_id": opened.id, "kind": opened.kind}))
             tx.audit.append(
                 "relayed",
                 tx.now_ms,
@@ -383,6 +422,9 @@ class Exchange:
         spec = opened.spec
         tx.flush()  # what was queued before this delivery must survive its failure
         mark, n_events, n_callbacks = tx.audit.mark(), len(tx.events), len(tx.callbacks)
+        if not spec.known:
+            self._keep_unknown(tx, opened, from_hop)
+            return
         handler = self.handlers.get(opened.kind)
         try:
             self._check_authority(opened)
@@ -420,6 +462,21 @@ class Exchange:
                 ),
                 correlation_id=opened.id,
             )
+
+    def _keep_unknown(self, tx: Tx, opened: Opened, from_hop: CourtCode | None) -> None:
+        """A kind from a newer peer reached its destination: keep it (audit holds the raw envelope)
+        and report it, so an operator sees that a neighbour speaks something this node does not."""
+        tx.audit.append(
+            "received_unknown_kind",
+            tx.now_ms,
+            envelope_id=opened.id,
+            kind=opened.kind,
+            origin=str(opened.origin),
+            peer=str(from_hop) if from_hop else None,
+            detail={"schema_version": opened.header.schema_version},
+            raw=opened.raw(),
+        )
+        tx.events.append(("envelope.unknown_kind", {"envelope_id": opened.id, "kind": opened.kind}))
 
     def _check_authority(self, opened: Opened) -> None:
         authority, origin = opened.spec.authority, opened.origin

@@ -8,8 +8,11 @@ pongs go either way.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from hub.proto.courthub.v1 import payloads_pb2 as pb
@@ -33,6 +36,8 @@ class KindSpec:
     authority: Authority
     # The destination answers with a signed receipt.
     receipt: bool
+    # False for a kind this node's version does not know (see ``unknown``).
+    known: bool = True
 
 
 _KINDS: dict[str, KindSpec] = {}
@@ -47,6 +52,24 @@ def register(spec: KindSpec) -> KindSpec:
 
 def get(name: str) -> KindSpec | None:
     return _KINDS.get(name)
+
+
+# What a kind name may look like, so a newer peer's kinds are tolerated but not arbitrary bytes.
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){0,3}$")
+
+
+@lru_cache(maxsize=256)
+def unknown(name: str) -> KindSpec | None:
+    """The spec for a kind introduced by a newer peer, or None if ``name`` is not a kind name.
+
+    A newer node may send kinds this one has never heard of (protocol evolution, DESIGN.md §2).
+    They are tolerated: routed and relayed like any envelope (the seal and the origin's link
+    authority still hold), stored and reported at the destination, never interpreted. Their
+    payload is kept as opaque bytes; no receipt is sent because the kind's rules are not known.
+    """
+    if not _NAME.match(name):
+        return None
+    return KindSpec(name, empty_pb2.Empty, True, True, Authority.ANY, False, known=False)
 
 
 def names() -> list[str]:
