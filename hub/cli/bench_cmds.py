@@ -32,3 +32,24 @@ def bench_link(
         [[k, v] for k, v in result.items()],
     )
     console.print(f"ratio relay/raw = {result['ratio']} (target ≥ {result['target_ratio']})")
+
+
+@bench_app.command("outage")
+def bench_outage(
+    count: Annotated[int, typer.Option("--count", "-n", min=100, max=1_000_000, help="Envelopes queued.")] = 100_000,
+    size: Annotated[int, typer.Option(min=16, max=65536, help="Envelope payload size in bytes.")] = 256,
+    pings: Annotated[int, typer.Option(min=10, max=1000, help="Idle sibling pings (baseline).")] = 100,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A child offline while COUNT envelopes queue for it; drain in order on reconnect; RSS; sibling latency."""
+    from hub.bench.outage import run
+
+    result = run(count, size, pings)
+    if json_out:
+        emit_json(result)
+    else:
+        table("bench outage", ["figure", "value"], [[k, v] for k, v in result.items()])
+    if result["violations"]:
+        for violation in result["violations"]:
+            console.print(f"VIOLATION: {violation}")
+        raise typer.Exit(1)
