@@ -38,7 +38,9 @@ from hub.store.schema import outbox
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+# Link protocol versions (negotiated in the hello: the lower of both maxima, refused below the
+# minimum). 2 adds resend-after-restore (Hello/Welcome.resend_since_ms, hub.backup).
+PROTOCOL_VERSION = 2
 MIN_PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 4 << 20
 WINDOW = 8
