@@ -11,7 +11,7 @@ import contextlib
 import typer
 
 import hub.agency.routing  # noqa: F401 - registers the agency.* envelope kinds (audit verify opens them)
-from hub.cli import agency_cmds, case_mgmt_cmds, command_cmds, entrust_cmds, node_cmds, supervise_cmds
+from hub.cli import agency_cmds, backup_cmds, case_mgmt_cmds, command_cmds, entrust_cmds, node_cmds, supervise_cmds
 from hub.cli.output import fail_from
 from hub.cli.record_cmds import audit_app, case_app, directive_app
 from hub.errors import CourtHubError
@@ -38,6 +38,7 @@ entrust_cmds.register(app)
 command_cmds.register(app)
 supervise_cmds.register(app)
 case_mgmt_cmds.register(app)
+backup_cmds.register(app)
 
 
 def _register_optional() -> None:
