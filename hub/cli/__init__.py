@@ -44,10 +44,12 @@ backup_cmds.register(app)
 def _register_optional() -> None:
     """Commands whose modules pull in heavier dependencies are imported lazily."""
     from hub.cli.bench_cmds import bench_app
+    from hub.cli.chaos_cmd import chaos
     from hub.cli.demo_cmd import demo
 
     app.add_typer(bench_app, name="bench")
     app.command()(demo)
+    app.command()(chaos)
 
 
 def main() -> None:
