@@ -39,12 +39,15 @@ def bench_outage(
     count: Annotated[int, typer.Option("--count", "-n", min=100, max=1_000_000, help="Envelopes queued.")] = 100_000,
     size: Annotated[int, typer.Option(min=16, max=65536, help="Envelope payload size in bytes.")] = 256,
     pings: Annotated[int, typer.Option(min=10, max=1000, help="Idle sibling pings (baseline).")] = 100,
+    crash_at: Annotated[
+        float, typer.Option("--crash-at", min=0.0, max=0.99, help="SIGKILL the child once this fraction arrived.")
+    ] = 0.0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """A child offline while COUNT envelopes queue for it; drain in order on reconnect; RSS; sibling latency."""
     from hub.bench.outage import run
 
-    result = run(count, size, pings)
+    result = run(count, size, pings, crash_at=crash_at)
     if json_out:
         emit_json(result)
     else:
