@@ -81,6 +81,16 @@ def arrived(tree: LocalTree) -> int:
     return _scalar(tree, OFFLINE, "SELECT count(*) FROM inbox WHERE kind = 'bench' AND origin = ?", PARENT)
 
 
+def executed(tree: LocalTree) -> tuple[int, int]:
+    """(bench deliveries audited as received by the child, distinct envelope ids among them):
+    the durable record of each handler run, so a crash and restart does not reset it."""
+    with _db(tree, OFFLINE) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT envelope_id) FROM audit WHERE action = 'received' AND kind = 'bench'"
+        ).fetchone()
+    return int(row[0]), int(row[1])
+
+
 def order_check(tree: LocalTree) -> dict[str, Any]:
     """Compare the parent's sending order with the child's arrival order, id by id."""
     with _db(tree, PARENT) as conn:
@@ -137,10 +147,15 @@ def _lat(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(count: int = 100_000, size: int = 256, pings: int = 100, base: Path | None = None) -> dict[str, Any]:
+def run(
+    count: int = 100_000, size: int = 256, pings: int = 100, base: Path | None = None, crash_at: float = 0.0
+) -> dict[str, Any]:
     """One outage: queue ``count`` envelopes for an offline child, then drain them. Figures and
     the correctness verdict (``violations``: empty when delivery was in order and exactly once and
-    the sibling was served throughout)."""
+    the sibling was served throughout).
+
+    ``crash_at`` (0 < f < 1) SIGKILLs the child once that fraction has arrived and starts it again:
+    the batches it committed but had not acked are resent and must be deduped, not run twice."""
     base = base or Path(tempfile.mkdtemp(prefix="court-hub-outage-"))
     with LocalTree(base, TREE) as tree:
         tree.start_all()
@@ -169,26 +184,35 @@ def run(count: int = 100_000, size: int = 256, pings: int = 100, base: Path | No
         tree.start(OFFLINE)
         child_pid = tree.procs[OFFLINE].pid
         rss_child_10 = 0
+        crashed = False
+        first_arrival = 0.0
         during: list[float] = []
         during_failed = 0
         directive = tree.send_directive(PARENT, SIBLING, "积压期间的指令", "大量信封补发期间本院仍须及时收到。")
         directive_sent_at = arrived(tree)
         while (n := arrived(tree)) < count:
+            if n and not first_arrival:
+                first_arrival = time.perf_counter()
             if not rss_child_10 and n >= count // 10:
                 rss_child_10 = rss_kb(child_pid)[0]
+            if crash_at and not crashed and n >= crash_at * count:
+                tree.kill(OFFLINE)
+                tree.start(OFFLINE)
+                child_pid, crashed = tree.procs[OFFLINE].pid, True
             ok, failed = _pings(tree, PARENT, SIBLING, 1)
             during.extend(ok)
             during_failed += failed
             if time.perf_counter() - drain_started > 3600:
                 raise TimeoutError(f"backlog not drained after an hour ({n} of {count} arrived)")
-        drain_s = time.perf_counter() - drain_started
+        time_done = time.perf_counter()
+        drain_s = time_done - drain_started
         rss_child_100, child_peak = rss_kb(child_pid)
         rss_child_10 = rss_child_10 or rss_child_100
         directive_state = _directive_state(tree, directive)
         tree.wait_until(lambda: pending(tree) == 0, 120, "acks of the drained backlog at the parent")
         tree.wait_until(lambda: _directive_state(tree, directive) != "pending", 60, "the directive's receipt")
         directive_final = _directive_state(tree, directive)
-        handled = int(tree.call(OFFLINE, "bench.stats")["received"])
+        handled, handled_distinct = executed(tree)
         links = {c["court"]: c for c in tree.status(PARENT)["children"]}
         _, parent_peak = rss_kb(parent_pid)
         order = order_check(tree)
@@ -200,8 +224,8 @@ def run(count: int = 100_000, size: int = 256, pings: int = 100, base: Path | No
         violations.append(
             f"{order['arrived']} of {count} arrived ({order['missing']} missing, {order['unexpected']} unexpected)"
         )
-    if handled != count:
-        violations.append(f"the bench handler ran {handled} times for {count} envelopes")
+    if handled != count or handled_distinct != count:
+        violations.append(f"the child executed {handled} bench deliveries ({handled_distinct} distinct) for {count}")
     if idle_failed or during_failed:
         violations.append(f"sibling pings unanswered: {idle_failed} idle, {during_failed} during the drain")
     if directive_final != "delivered":
@@ -214,6 +238,8 @@ def run(count: int = 100_000, size: int = 256, pings: int = 100, base: Path | No
         "backlog_at_parent": backlog_status["backlog"]["by_hop"].get(OFFLINE, {}),
         "drain_s": round(drain_s, 2),
         "drain_rate_per_s": round(count / drain_s),
+        "drain_rate_from_first_arrival_per_s": round(count / (time_done - first_arrival)) if first_arrival else 0,
+        "child_crashed_mid_drain": crashed,
         "parent_rss_kib": {
             "before": rss_parent_start,
             "at_10pct_queued": rss_parent_10,
