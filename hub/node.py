@@ -28,6 +28,7 @@ from sqlalchemy import Connection, func, select
 from hub.agency.service import AgencyService
 from hub.audit import AuditLog
 from hub.audit import head as audit_head
+from hub.backup import ResyncMarker
 from hub.bench.probe import BenchProbe
 from hub.bus import Bus
 from hub.clock import Clock, OffsetClock, SystemClock, iso
@@ -82,6 +83,8 @@ class Node:
         parent = CourtCode.parse(self.config.parent.court) if self.config.parent else None
         self.router = Router(self.me, parent)
         self.sessions: dict[CourtCode, LinkSession] = {}
+        # Set by `court-hub restore`: neighbours still to be asked to resend (hub.backup).
+        self.resync = ResyncMarker(home)
         self.bus = Bus(self.me, self.config.bus.nats_url, home.nats_dir)
         self.parent_link: ParentLink | None = None
         self._server: grpc.aio.Server | None = None

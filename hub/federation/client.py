@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from hub.backup import SKEW_MARGIN_MS
 from hub.codes import CourtCode
 from hub.errors import CourtHubError, InvalidInput, TrustError
 from hub.federation.link import MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, LinkSession, decode_frame
@@ -93,6 +94,7 @@ class ParentLink:
                         protocol_version=PROTOCOL_VERSION,
                         min_protocol_version=MIN_PROTOCOL_VERSION,
                         certificate=cert.token,
+                        resend_since_ms=node.resync.since_for(str(self.parent)),
                     )
                 )
             )
@@ -100,9 +102,21 @@ class ParentLink:
             _expect(challenge, "challenge")
             if challenge.challenge.court != str(self.parent):
                 raise TrustError(f"expected parent {self.parent}, the link answered as {challenge.challenge.court}")
+            version = _check_version(challenge.challenge.protocol_version)
             signature = seal(node.key, str(node.me), auth_content(challenge.challenge.nonce, self.parent, node.me))
             await send(lpb.Frame(auth=lpb.Auth(signature=signature)))
-            _expect(await anext(frames), "welcome")
+            welcome = await anext(frames)
+            _expect(welcome, "welcome")
+            if version >= 2:
+                # The parent reset what it had delivered to this restored node before welcoming it.
+                node.resync.done(str(self.parent))
+                if welcome.welcome.resend_since_ms < 0:
+                    raise InvalidInput("welcome: resend_since_ms must not be negative", reason="protocol_error")
+                if welcome.welcome.resend_since_ms:
+                    n = await node.store.write(
+                        node.exchange.resend_since(self.parent, welcome.welcome.resend_since_ms, SKEW_MARGIN_MS)
+                    )
+                    log.warning("%s was restored from a backup: resending %d envelopes delivered since", self.parent, n)
             self.state = "up"
             self.connects += 1
             self.last_error = ""
@@ -113,6 +127,15 @@ class ParentLink:
             finally:
                 node.detach(session)
                 call.cancel()
+
+
+def _check_version(version: int) -> int:
+    if not MIN_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
+        raise InvalidInput(
+            f"parent chose link protocol {version}; this node speaks {MIN_PROTOCOL_VERSION}..{PROTOCOL_VERSION}",
+            reason="version_unsupported",
+        )
+    return version
 
 
 def _expect(frame: lpb.Frame, body: str) -> None:

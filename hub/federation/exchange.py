@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from hub.audit import AuditLog
 from hub.clock import Clock
@@ -518,6 +518,45 @@ class Exchange:
                 ),
                 correlation_id=opened.id,
             )
+
+    # -- a restored neighbour ------------------------------------------------------------------
+    def resend_since(self, hop: CourtCode, since_ms: int, margin_ms: int) -> Callable[[Connection], int]:
+        """The write that turns rows delivered to ``hop`` since ``since_ms`` back to pending.
+
+        ``hop`` was restored from a backup taken at ``since_ms`` and lost what it received after;
+        the link then resends those rows in their original order, and ``hop``'s inbox dedupes what
+        it still had. Returns how many rows will be resent."""
+
+        def work(conn: Connection) -> int:
+            now = self.clock.now_ms()
+            oldest = conn.execute(
+                select(func.min(outbox.c.done_at_ms)).where(
+                    outbox.c.next_hop == str(hop), outbox.c.state == "delivered"
+                )
+            ).scalar()
+            n = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.next_hop == str(hop),
+                    outbox.c.state == "delivered",
+                    outbox.c.done_at_ms >= since_ms - margin_ms,
+                )
+                .values(state="pending", done_at_ms=None)
+            ).rowcount
+            # Delivered rows are pruned after a retention: when the oldest one kept is younger than
+            # the backup, rows the neighbour lost may be gone here too. The audit says so.
+            covers = oldest is None or oldest <= since_ms - margin_ms
+            log = AuditLog(conn)
+            log.append(
+                "resend_for_restore",
+                now,
+                peer=str(hop),
+                detail={"since_ms": since_ms, "rows": n, "kept_rows_cover_since": covers, "oldest_kept_ms": oldest},
+            )
+            log.flush()
+            return int(n)
+
+        return work
 
     # -- acks from the next hop ---------------------------------------------------------------
     def mark_acked(

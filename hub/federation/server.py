@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.protobuf.message import DecodeError
 
+from hub.backup import SKEW_MARGIN_MS
 from hub.codes import CourtCode
 from hub.errors import CourtHubError, InvalidCode, InvalidInput, TrustError
 from hub.federation.link import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, LinkSession, decode_frame
@@ -86,9 +87,8 @@ class LinkServer:
             await context.write(lpb.ConnectResponse(frame=frame))
 
         frames = _decoded(requests)
-        child = None
         try:
-            child = await asyncio.wait_for(self._handshake(frames, send), HANDSHAKE_TIMEOUT_S)
+            child, asked = await asyncio.wait_for(self._handshake(frames, send), HANDSHAKE_TIMEOUT_S)
         except (CourtHubError, TimeoutError, StopAsyncIteration) as exc:
             if isinstance(exc, CourtHubError):
                 reason, message = exc.reason, exc.message
@@ -107,7 +107,7 @@ class LinkServer:
         session = LinkSession(node, child, True, send, node.clock.now_ms)
         node.attach(session)
         try:
-            await session.run(frames)
+            await session.run(_resync_done(frames, node, str(child)) if asked else frames)
         except CourtHubError as exc:
             await node.audit_event("link_closed", str(child), exc.reason, exc.message, address=peer)
             await _try_send(send, lpb.Frame(error=lpb.LinkError(reason=exc.reason, message=exc.message)))
@@ -117,7 +117,7 @@ class LinkServer:
         finally:
             node.detach(session)
 
-    async def _handshake(self, frames: AsyncIterator[lpb.Frame], send: object) -> CourtCode:
+    async def _handshake(self, frames: AsyncIterator[lpb.Frame], send: object) -> tuple[CourtCode, bool]:
         node = self.node
         first = await anext(frames)
         if first.WhichOneof("body") != "hello":
@@ -150,8 +150,20 @@ class LinkServer:
         if reply.WhichOneof("body") != "auth":
             raise InvalidInput("expected auth after challenge", reason="protocol_error")
         verify(reply.auth.signature, auth_content(nonce, node.me, child), public, kid=str(child))
-        await send(lpb.Frame(welcome=lpb.Welcome(court=str(node.me), protocol_version=version)))
-        return child
+        asked = 0
+        if version >= 2:
+            if hello.resend_since_ms < 0:
+                raise InvalidInput("hello: resend_since_ms must not be negative", reason="protocol_error")
+            if hello.resend_since_ms:
+                # The child was restored from a backup: resend what it lost before the link runs.
+                n = await node.store.write(node.exchange.resend_since(child, hello.resend_since_ms, SKEW_MARGIN_MS))
+                log.warning("%s was restored from a backup: resending %d envelopes delivered since then", child, n)
+            asked = node.resync.since_for(str(child))
+        elif node.resync.since_for(str(child)):
+            log.warning("%s speaks link protocol %d: it cannot resend what this restored node lost", child, version)
+        welcome = lpb.Welcome(court=str(node.me), protocol_version=version, resend_since_ms=asked)
+        await send(lpb.Frame(welcome=welcome))
+        return child, bool(asked)
 
 
 def _court_or_none(text: str) -> str | None:
@@ -166,6 +178,17 @@ async def _try_send(send: Callable[[lpb.Frame], Awaitable[None]], frame: lpb.Fra
     """Best effort: the peer may already be gone."""
     with contextlib.suppress(Exception):
         await send(frame)
+
+
+async def _resync_done(frames: AsyncIterator[lpb.Frame], node: Node, child: str) -> AsyncIterator[lpb.Frame]:
+    """Pass frames through; the first one proves the child processed the Welcome (and so reset
+    what it had delivered to this restored node): only then is it crossed off the marker."""
+    first = True
+    async for frame in frames:
+        if first:
+            node.resync.done(child)
+            first = False
+        yield frame
 
 
 async def _decoded(requests: AsyncIterator[bytes]) -> AsyncIterator[lpb.Frame]:

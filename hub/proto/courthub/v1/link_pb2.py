@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import envelope_pb2 as courthub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ourthub/v1/link.proto\x12\x0b\x63ourthub.v1\x1a\x1a\x63ourthub/v1/envelope.proto\"3\n\x0e\x43onnectRequest\x12!\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x12.courthub.v1.Frame\"4\n\x0f\x43onnectResponse\x12!\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x12.courthub.v1.Frame\"\xfc\x02\n\x05\x46rame\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.courthub.v1.HelloH\x00\x12+\n\tchallenge\x18\x02 \x01(\x0b\x32\x16.courthub.v1.ChallengeH\x00\x12!\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x11.courthub.v1.AuthH\x00\x12\'\n\x07welcome\x18\x04 \x01(\x0b\x32\x14.courthub.v1.WelcomeH\x00\x12+\n\x05\x62\x61tch\x18\x05 \x01(\x0b\x32\x1a.courthub.v1.EnvelopeBatchH\x00\x12\x1f\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x10.courthub.v1.AckH\x00\x12)\n\x08\x61nnounce\x18\x07 \x01(\x0b\x32\x15.courthub.v1.AnnounceH\x00\x12+\n\theartbeat\x18\x08 \x01(\x0b\x32\x16.courthub.v1.HeartbeatH\x00\x12\'\n\x05\x65rror\x18\t \x01(\x0b\x32\x16.courthub.v1.LinkErrorH\x00\x42\x06\n\x04\x62ody\"c\n\x05Hello\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x1c\n\x14min_protocol_version\x18\x03 \x01(\r\x12\x13\n\x0b\x63\x65rtificate\x18\x04 \x01(\t\"C\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\r\n\x05\x63ourt\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\"\x19\n\x04\x41uth\x12\x11\n\tsignature\x18\x01 \x01(\t\"2\n\x07Welcome\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\"F\n\rEnvelopeBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\tenvelopes\x18\x02 \x03(\x0b\x32\x15.courthub.v1.Envelope\">\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12*\n\nrejections\x18\x02 \x03(\x0b\x32\x16.courthub.v1.Rejection\"A\n\tRejection\x12\x13\n\x0b\x65nvelope_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"Y\n\x08\x41nnounce\x12\"\n\x06routes\x18\x01 \x03(\x0b\x32\x12.courthub.v1.Route\x12\x14\n\x0c\x63\x65rtificates\x18\x02 \x03(\t\x12\x13\n\x0brevocations\x18\x03 \x03(\t\">\n\x05Route\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x10\n\x08\x64istance\x18\x02 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\"\x1f\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\",\n\tLinkError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"n\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x63ourt\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\r\n\x05proof\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\"4\n\x0e\x45nrollResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\r\n\x05\x63hain\x18\x02 \x03(\t2\x9a\x01\n\x0bLinkService\x12H\n\x07\x43onnect\x12\x1b.courthub.v1.ConnectRequest\x1a\x1c.courthub.v1.ConnectResponse(\x01\x30\x01\x12\x41\n\x06\x45nroll\x12\x1a.courthub.v1.EnrollRequest\x1a\x1b.courthub.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ourthub/v1/link.proto\x12\x0b\x63ourthub.v1\x1a\x1a\x63ourthub/v1/envelope.proto\"3\n\x0e\x43onnectRequest\x12!\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x12.courthub.v1.Frame\"4\n\x0f\x43onnectResponse\x12!\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x12.courthub.v1.Frame\"\xfc\x02\n\x05\x46rame\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.courthub.v1.HelloH\x00\x12+\n\tchallenge\x18\x02 \x01(\x0b\x32\x16.courthub.v1.ChallengeH\x00\x12!\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x11.courthub.v1.AuthH\x00\x12\'\n\x07welcome\x18\x04 \x01(\x0b\x32\x14.courthub.v1.WelcomeH\x00\x12+\n\x05\x62\x61tch\x18\x05 \x01(\x0b\x32\x1a.courthub.v1.EnvelopeBatchH\x00\x12\x1f\n\x03\x61\x63k\x18\x06 \x01(\x0b\x32\x10.courthub.v1.AckH\x00\x12)\n\x08\x61nnounce\x18\x07 \x01(\x0b\x32\x15.courthub.v1.AnnounceH\x00\x12+\n\theartbeat\x18\x08 \x01(\x0b\x32\x16.courthub.v1.HeartbeatH\x00\x12\'\n\x05\x65rror\x18\t \x01(\x0b\x32\x16.courthub.v1.LinkErrorH\x00\x42\x06\n\x04\x62ody\"|\n\x05Hello\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x1c\n\x14min_protocol_version\x18\x03 \x01(\r\x12\x13\n\x0b\x63\x65rtificate\x18\x04 \x01(\t\x12\x17\n\x0fresend_since_ms\x18\x05 \x01(\x03\"C\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\r\n\x05\x63ourt\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\"\x19\n\x04\x41uth\x12\x11\n\tsignature\x18\x01 \x01(\t\"K\n\x07Welcome\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x17\n\x0fresend_since_ms\x18\x03 \x01(\x03\"F\n\rEnvelopeBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\tenvelopes\x18\x02 \x03(\x0b\x32\x15.courthub.v1.Envelope\">\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12*\n\nrejections\x18\x02 \x03(\x0b\x32\x16.courthub.v1.Rejection\"A\n\tRejection\x12\x13\n\x0b\x65nvelope_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"Y\n\x08\x41nnounce\x12\"\n\x06routes\x18\x01 \x03(\x0b\x32\x12.courthub.v1.Route\x12\x14\n\x0c\x63\x65rtificates\x18\x02 \x03(\t\x12\x13\n\x0brevocations\x18\x03 \x03(\t\">\n\x05Route\x12\r\n\x05\x63ourt\x18\x01 \x01(\t\x12\x10\n\x08\x64istance\x18\x02 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\"\x1f\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\",\n\tLinkError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"n\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x63ourt\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\r\n\x05proof\x18\x05 \x01(\t\x12\x0e\n\x06listen\x18\x06 \x01(\t\"4\n\x0e\x45nrollResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\r\n\x05\x63hain\x18\x02 \x03(\t2\x9a\x01\n\x0bLinkService\x12H\n\x07\x43onnect\x12\x1b.courthub.v1.ConnectRequest\x1a\x1c.courthub.v1.ConnectResponse(\x01\x30\x01\x12\x41\n\x06\x45nroll\x12\x1a.courthub.v1.EnrollRequest\x1a\x1b.courthub.v1.EnrollResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,31 +39,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAME']._serialized_start=175
   _globals['_FRAME']._serialized_end=555
   _globals['_HELLO']._serialized_start=557
-  _globals['_HELLO']._serialized_end=656
-  _globals['_CHALLENGE']._serialized_start=658
-  _globals['_CHALLENGE']._serialized_end=725
-  _globals['_AUTH']._serialized_start=727
-  _globals['_AUTH']._serialized_end=752
-  _globals['_WELCOME']._serialized_start=754
-  _globals['_WELCOME']._serialized_end=804
-  _globals['_ENVELOPEBATCH']._serialized_start=806
-  _globals['_ENVELOPEBATCH']._serialized_end=876
-  _globals['_ACK']._serialized_start=878
-  _globals['_ACK']._serialized_end=940
-  _globals['_REJECTION']._serialized_start=942
-  _globals['_REJECTION']._serialized_end=1007
-  _globals['_ANNOUNCE']._serialized_start=1009
-  _globals['_ANNOUNCE']._serialized_end=1098
-  _globals['_ROUTE']._serialized_start=1100
-  _globals['_ROUTE']._serialized_end=1162
-  _globals['_HEARTBEAT']._serialized_start=1164
-  _globals['_HEARTBEAT']._serialized_end=1195
-  _globals['_LINKERROR']._serialized_start=1197
-  _globals['_LINKERROR']._serialized_end=1241
-  _globals['_ENROLLREQUEST']._serialized_start=1243
-  _globals['_ENROLLREQUEST']._serialized_end=1353
-  _globals['_ENROLLRESPONSE']._serialized_start=1355
-  _globals['_ENROLLRESPONSE']._serialized_end=1407
-  _globals['_LINKSERVICE']._serialized_start=1410
-  _globals['_LINKSERVICE']._serialized_end=1564
+  _globals['_HELLO']._serialized_end=681
+  _globals['_CHALLENGE']._serialized_start=683
+  _globals['_CHALLENGE']._serialized_end=750
+  _globals['_AUTH']._serialized_start=752
+  _globals['_AUTH']._serialized_end=777
+  _globals['_WELCOME']._serialized_start=779
+  _globals['_WELCOME']._serialized_end=854
+  _globals['_ENVELOPEBATCH']._serialized_start=856
+  _globals['_ENVELOPEBATCH']._serialized_end=926
+  _globals['_ACK']._serialized_start=928
+  _globals['_ACK']._serialized_end=990
+  _globals['_REJECTION']._serialized_start=992
+  _globals['_REJECTION']._serialized_end=1057
+  _globals['_ANNOUNCE']._serialized_start=1059
+  _globals['_ANNOUNCE']._serialized_end=1148
+  _globals['_ROUTE']._serialized_start=1150
+  _globals['_ROUTE']._serialized_end=1212
+  _globals['_HEARTBEAT']._serialized_start=1214
+  _globals['_HEARTBEAT']._serialized_end=1245
+  _globals['_LINKERROR']._serialized_start=1247
+  _globals['_LINKERROR']._serialized_end=1291
+  _globals['_ENROLLREQUEST']._serialized_start=1293
+  _globals['_ENROLLREQUEST']._serialized_end=1403
+  _globals['_ENROLLRESPONSE']._serialized_start=1405
+  _globals['_ENROLLRESPONSE']._serialized_end=1457
+  _globals['_LINKSERVICE']._serialized_start=1460
+  _globals['_LINKSERVICE']._serialized_end=1614
 # @@protoc_insertion_point(module_scope)

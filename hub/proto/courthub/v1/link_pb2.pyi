@@ -129,6 +129,7 @@ class Hello(_message.Message):
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     MIN_PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     CERTIFICATE_FIELD_NUMBER: _builtins.int
+    RESEND_SINCE_MS_FIELD_NUMBER: _builtins.int
     court: _builtins.str
     """The child's court code."""
     protocol_version: _builtins.int
@@ -136,6 +137,10 @@ class Hello(_message.Message):
     min_protocol_version: _builtins.int
     certificate: _builtins.str
     """The child's court certificate (compact JWS)."""
+    resend_since_ms: _builtins.int
+    """Version 2: the child was restored from a backup taken at this time (ms since the epoch, the
+    child's clock); the parent resends what it delivered to the child since then. 0 = not needed.
+    """
     def __init__(
         self,
         *,
@@ -143,10 +148,11 @@ class Hello(_message.Message):
         protocol_version: _builtins.int = ...,
         min_protocol_version: _builtins.int = ...,
         certificate: _builtins.str = ...,
+        resend_since_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "court", b"court", "min_protocol_version", b"min_protocol_version", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "court", b"court", "min_protocol_version", b"min_protocol_version", "protocol_version", b"protocol_version", "resend_since_ms", b"resend_since_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -210,17 +216,23 @@ class Welcome(_message.Message):
 
     COURT_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
+    RESEND_SINCE_MS_FIELD_NUMBER: _builtins.int
     court: _builtins.str
     protocol_version: _builtins.int
+    resend_since_ms: _builtins.int
+    """Version 2: the parent was restored from a backup taken at this time; the child resends what
+    it delivered to the parent since then. 0 = not needed.
+    """
     def __init__(
         self,
         *,
         court: _builtins.str = ...,
         protocol_version: _builtins.int = ...,
+        resend_since_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["court", b"court", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["court", b"court", "protocol_version", b"protocol_version", "resend_since_ms", b"resend_since_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
