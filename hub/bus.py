@@ -51,7 +51,9 @@ class Bus:
         self.js: JetStreamContext | None = None
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.restarts = 0  # times the embedded nats-server was found dead and started again
 
     @property
     def events_stream(self) -> str:
@@ -76,6 +78,27 @@ class Bus:
             )
         )
         self._task = asyncio.create_task(self._publisher(), name="bus-publisher")
+        if self.server is not None:
+            self._watchdog = asyncio.create_task(self._watch(), name="bus-watchdog")
+
+    async def _watch(self, every_s: float = 1.0) -> None:
+        """Restart the embedded nats-server if it dies (crash, OOM kill, an operator's kill -9).
+
+        It comes back on the same port and data directory, so the client's own reconnect loop finds
+        it again and JetStream recovers its streams from disk; whatever the bus lost is re-published
+        from the store (the store, not the bus, is the source of truth — DESIGN.md §7)."""
+        while True:
+            await asyncio.sleep(every_s)
+            server = self.server
+            if server is None or server.running:
+                continue
+            port = server.port
+            log.warning("embedded nats-server (port %d) is gone; starting it again", port)
+            try:
+                self.server = await EmbeddedNats(self.data_dir, port=port).start_async()
+                self.restarts += 1
+            except Exception as exc:
+                log.error("embedded nats-server could not be restarted: %s", exc)
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Queue an event for publication (never blocks the caller, never raises)."""
@@ -95,6 +118,10 @@ class Bus:
                 log.warning("event %s not published: %s", subject, exc)
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
