@@ -78,21 +78,36 @@ async def workflow_tick_loop(node: Node) -> None:
             log.warning("workflow tick failed: %s", exc)
 
 
-async def _prune_loop(node: Node) -> None:
+async def prune(node: Node) -> dict[str, int]:
+    """Forget what the retentions allow forgetting; returns the rows dropped per table.
+
+    * inbox ids older than ``dedupe_retention_days``: past that age a resent envelope is refused as
+      ``stale_envelope`` by the exchange, so the id is no longer needed to refuse it as a duplicate
+      (docs/outages.md: the longest outage survived without refusals is this retention);
+    * outbox rows settled (delivered or rejected) longer ago than ``delivered_retention_days``.
+      Pending rows are never pruned, however old: they are the backlog of an offline neighbour.
+    """
     fed = node.config.federation
-    while True:
-        now = node.clock.now_ms()
+    now = node.clock.now_ms()
 
-        def prune(conn: Connection, now: int = now) -> None:
-            conn.execute(delete(inbox).where(inbox.c.received_at_ms < now - fed.dedupe_retention_days * DAY_MS))
-            conn.execute(
-                delete(outbox).where(
-                    outbox.c.state != "pending", outbox.c.done_at_ms < now - fed.delivered_retention_days * DAY_MS
-                )
+    def work(conn: Connection) -> dict[str, int]:
+        ids = conn.execute(delete(inbox).where(inbox.c.received_at_ms < now - fed.dedupe_retention_days * DAY_MS))
+        rows = conn.execute(
+            delete(outbox).where(
+                outbox.c.state != "pending", outbox.c.done_at_ms < now - fed.delivered_retention_days * DAY_MS
             )
+        )
+        return {"inbox": int(ids.rowcount), "outbox": int(rows.rowcount)}
 
+    return await node.store.write(work)
+
+
+async def _prune_loop(node: Node) -> None:
+    while True:
         try:
-            await node.store.write(prune)
+            dropped = await prune(node)
+            if any(dropped.values()):
+                log.info("pruned %d inbox ids and %d settled outbox rows", dropped["inbox"], dropped["outbox"])
         except Exception as exc:
             log.warning("pruning failed: %s", exc)
         await asyncio.sleep(3600)
