@@ -49,6 +49,18 @@ class ChaosSimulator:
         self.listen = self.url.removeprefix("http://")  # the same port on every restart
         return self
 
+    def kill(self) -> None:
+        """SIGKILL the simulator (a crash: its ledger is whatever SQLite committed)."""
+        if self.proc is not None:
+            self.resume()
+            self.proc.kill()
+            self.proc.stop()  # reaps it and removes its temporary log directory
+            self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
     def pause(self) -> None:
         if self.proc is not None:
             os.kill(self.proc.pid, signal.SIGSTOP)
@@ -122,6 +134,8 @@ class Injector:
             self.sims[target].set_fault("slow", fault.param)
         elif kind is FaultKind.SIM_DROP_REPLY:
             self.sims[target].set_fault("drop_reply")
+        elif kind is FaultKind.SIM_RESTART:
+            self.sims[target].kill()
         return active
 
     def heal(self, active: Active) -> None:
@@ -140,6 +154,8 @@ class Injector:
             self.sims[target].resume()
         elif kind in (FaultKind.SIM_SLOW, FaultKind.SIM_DROP_REPLY):
             self.sims[target].set_fault("normal")
+        elif kind is FaultKind.SIM_RESTART:
+            self.sims[target].start()
 
     def heal_everything(self) -> None:
         """Undo every possible fault (end of the load phase, or cleanup after a failure)."""
@@ -147,6 +163,8 @@ class Injector:
             proxy.heal()
             proxy.delay_ms = 0
         for sim in self.sims.values():
+            if not sim.running:
+                sim.start()
             sim.resume()
             with contextlib.suppress(OSError):
                 sim.set_fault("normal")

@@ -72,6 +72,8 @@ class NodeSnapshot:
     # request_id -> (origin, status, reported)
     served: dict[str, tuple[str, str | None, bool]] = field(default_factory=dict)
     jobs: dict[str, tuple[str, str]] = field(default_factory=dict)  # job_id -> (plugin, status)
+    # entrusted matters carried out here through an agency: request_id -> (item_id, agency status)
+    entrusted: dict[str, tuple[str, str]] = field(default_factory=dict)
     audit_ok: bool = True
     audit_problem: str = ""
     audit_entries: int = 0
@@ -117,6 +119,14 @@ def read_node(court: str, db: Path) -> NodeSnapshot:
                 "SELECT item_id, party, action, to_state, envelope_id FROM workflow_events ORDER BY id"
             ):
                 snap.events.setdefault((str(item), str(party)), []).append((str(action), str(to_state), env))
+        if _has(conn, "workflow_items"):
+            for item, rid, status in conn.execute(
+                "SELECT item_id, json_extract(data, '$.agency_request_id'),"
+                " json_extract(data, '$.agency_result.status')"
+                " FROM workflow_items WHERE workflow = 'entrust' AND role = 'party'"
+                " AND json_extract(data, '$.agency_request_id') IS NOT NULL"
+            ):
+                snap.entrusted[str(rid)] = (str(item), str(status or ""))
         snap.directives = {str(e) for (e,) in conn.execute("SELECT envelope_id FROM directives")}
         if _has(conn, "cases"):
             snap.cases = {str(c) for (c,) in conn.execute("SELECT case_number FROM cases")}
@@ -169,6 +179,7 @@ def check(
     out += _check_receipts(nodes)
     out += _check_workflows(nodes)
     out += _check_agency(nodes, sims, seeded_measures or {})
+    out += _check_entrusted(nodes, sims)
     for court, snap in nodes.items():
         if not snap.audit_ok:
             out.append(
@@ -262,6 +273,7 @@ def _check_agency(
     issued: set[str] = set()
     for court, snap in nodes.items():
         issued.update(snap.jobs)
+        issued.update(snap.entrusted)
         for rid, (kind, status, route, served_by, _outcome, _mid) in snap.requests.items():
             issued.add(rid)
             ref = f"{kind} request {rid}"
@@ -321,6 +333,24 @@ def _check_agency(
                         court,
                         f"control request {rid}",
                         f"measure {agency_mid} here; agency has {at_agency}",
+                    )
+                )
+    return out
+
+
+def _check_entrusted(nodes: dict[str, NodeSnapshot], sims: dict[str, SimSnapshot]) -> list[Violation]:
+    """An entrusted freeze/seal the executing court holds as done has its measure at the agency."""
+    out: list[Violation] = []
+    at_agency = {r for sim in sims.values() for _, r in sim.measures if r}
+    for court, snap in nodes.items():
+        for rid, (item, status) in snap.entrusted.items():
+            job = snap.jobs.get(rid)
+            if job is not None and job[1] == "pending":
+                out.append(Violation("agency_stuck", court, f"entrust item {item}", f"agency request {rid} pending"))
+            if status in FINAL_OUTCOMES_AT_AGENCY and rid not in at_agency:
+                out.append(
+                    Violation(
+                        "agency_lost", court, f"entrust item {item}", f"{status} here; request {rid} not at the agency"
                     )
                 )
     return out

@@ -32,11 +32,12 @@ class FaultKind(enum.StrEnum):
     SIM_STOP = "sim_stop"  # SIGSTOP an agency simulator (it stops answering), SIGCONT later
     SIM_SLOW = "sim_slow"  # the simulator answers every request after a delay
     SIM_DROP_REPLY = "sim_drop_reply"  # the simulator carries requests out but loses the answers
+    SIM_RESTART = "sim_restart"  # SIGKILL the simulator process, start it again (same port, same ledger)
 
 
 ALL_KINDS = tuple(FaultKind)
 NODE_KILLS = (FaultKind.KILL_LEAF, FaultKind.KILL_RELAY, FaultKind.KILL_ROOT)
-SIM_FAULTS = (FaultKind.SIM_STOP, FaultKind.SIM_SLOW, FaultKind.SIM_DROP_REPLY)
+SIM_FAULTS = (FaultKind.SIM_STOP, FaultKind.SIM_SLOW, FaultKind.SIM_DROP_REPLY, FaultKind.SIM_RESTART)
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,10 @@ def make_schedule(seed: int, duration_s: float, shape: TreeShape, *, rate_per_mi
     step = window / len(mandatory)
     for i, kind in enumerate(mandatory):
         start = first_s + i * step + rng.uniform(0, step * 0.3)
-        for shift in range(20):  # if the slot is taken, try a little later
-            if place(kind, start + shift * 0.7):
-                break
+        # if the slot is taken, try a little later, then anywhere from the start of the window
+        tries = [start + shift * 0.7 for shift in range(20)] + [first_s + k * 0.5 for k in range(int(window * 2))]
+        if not any(place(kind, t) for t in tries):
+            raise ValueError(f"no room for a {kind.value} fault in {duration_s:g} s; make the campaign longer")
     extra = int(window / 60.0 * rate_per_min)
     for _ in range(extra):
         place(rng.choice(ALL_KINDS), rng.uniform(first_s, first_s + window))
