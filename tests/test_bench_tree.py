@@ -56,7 +56,10 @@ def test_cli_deadlines_stats_conclude_on_real_processes(tmp_path: Path) -> None:
         city, court = str(tree.homes["豫14"]), str(tree.homes["豫1402"])
         tracked = cli("deadlines", "track", CASE, "--home", court, "--amount", "50000", "--json")
         assert tracked["track"] == "简" and {n["node"] for n in tracked["nodes"]} >= {"assign", "notice", "conclude"}
-        tree.call("豫1402", "clock.advance", {"days": 8})
+        # Time passes for the whole federation (a node whose clock alone jumped 8 days ahead would
+        # have its envelopes refused as from the future: stale_envelope).
+        for node in ("豫14", "豫1402"):
+            tree.call(node, "clock.advance", {"days": 8})
         checked = cli("deadlines", "check", "--home", court, "--json")
         assert {o["node"] for o in checked["overdue"]} == {"assign"}
         cli("stats", "--home", court, "--send", "--json")
