@@ -10,6 +10,9 @@ Three real node processes: the province 豫 and two of its cities, 豫14 (taken 
 3. **Drain** — 豫14 is started again; its link pumps the backlog (bounded batches, bounded window
    of unacked batches). Meanwhile 豫 keeps pinging 豫01 and sends it a directive, which must come
    back with its signed receipt. RSS of 豫14 is sampled at 10 % and 100 % of the drain.
+   (The child's bench handler keeps the latency of each of the last 100,000 envelopes it received
+   — a bounded deque, about 3 MiB when full — so part of the child's growth from 10 % to 100 % is
+   that recording, not the link.)
 4. **Proof** — arrival order is the order of 豫14's inbox rows (rowid: rows are inserted in batch
    order, batches commit in order); sending order is 豫's outbox id order for that hop. The two
    id sequences must be identical: in order, none missing, none twice. The bench handler's own
@@ -156,7 +159,9 @@ def run(
 
     ``crash_at`` (0 < f < 1) SIGKILLs the child once that fraction has arrived and starts it again:
     the batches it committed but had not acked are resent and must be deduped, not run twice."""
-    base = base or Path(tempfile.mkdtemp(prefix="court-hub-outage-"))
+    if base is None:
+        with tempfile.TemporaryDirectory(prefix="court-hub-outage-") as tmp:
+            return run(count, size, pings, Path(tmp), crash_at)
     with LocalTree(base, TREE) as tree:
         tree.start_all()
         parent_pid = tree.procs[PARENT].pid
@@ -169,21 +174,24 @@ def run(
         rss_parent_start = rss_kb(parent_pid)[0]
         started = time.perf_counter()
         tree.call(PARENT, "bench.emit", {"count": count, "size": size, "to": OFFLINE, "chunk": 1000})
-        rss_parent_10 = 0
+        rss_parent_10 = rss_parent_50 = 0
         while (n := queued(tree)) < count:
             if not rss_parent_10 and n >= count // 10:
                 rss_parent_10 = rss_kb(parent_pid)[0]
+            if not rss_parent_50 and n >= count // 2:
+                rss_parent_50 = rss_kb(parent_pid)[0]
             time.sleep(0.05)
         queue_s = time.perf_counter() - started
         rss_parent_100, _ = rss_kb(parent_pid)
         rss_parent_10 = rss_parent_10 or rss_parent_100
+        rss_parent_50 = rss_parent_50 or rss_parent_100
         backlog_status = tree.status(PARENT)
 
         # -- reconnect: the backlog drains while the sibling is pinged ---------------------------
         drain_started = time.perf_counter()
         tree.start(OFFLINE)
         child_pid = tree.procs[OFFLINE].pid
-        rss_child_10 = 0
+        rss_child_10 = rss_child_50 = 0
         crashed = False
         first_arrival = 0.0
         during: list[float] = []
@@ -195,6 +203,8 @@ def run(
                 first_arrival = time.perf_counter()
             if not rss_child_10 and n >= count // 10:
                 rss_child_10 = rss_kb(child_pid)[0]
+            if not rss_child_50 and n >= count // 2:
+                rss_child_50 = rss_kb(child_pid)[0]
             if crash_at and not crashed and n >= crash_at * count:
                 tree.kill(OFFLINE)
                 tree.start(OFFLINE)
@@ -208,6 +218,7 @@ def run(
         drain_s = time_done - drain_started
         rss_child_100, child_peak = rss_kb(child_pid)
         rss_child_10 = rss_child_10 or rss_child_100
+        rss_child_50 = rss_child_50 or rss_child_100
         directive_state = _directive_state(tree, directive)
         tree.wait_until(lambda: pending(tree) == 0, 120, "acks of the drained backlog at the parent")
         tree.wait_until(lambda: _directive_state(tree, directive) != "pending", 60, "the directive's receipt")
@@ -243,12 +254,14 @@ def run(
         "parent_rss_kib": {
             "before": rss_parent_start,
             "at_10pct_queued": rss_parent_10,
+            "at_50pct_queued": rss_parent_50,
             "at_100pct_queued": rss_parent_100,
             "ratio_100_to_10": round(rss_parent_100 / rss_parent_10, 3),
             "peak": parent_peak,
         },
         "child_rss_kib": {
             "at_10pct_drained": rss_child_10,
+            "at_50pct_drained": rss_child_50,
             "at_100pct_drained": rss_child_100,
             "ratio_100_to_10": round(rss_child_100 / rss_child_10, 3),
             "peak": child_peak,
