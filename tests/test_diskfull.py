@@ -37,6 +37,7 @@ from hub.federation.envelope import Target
 from hub.netutil import free_port
 from hub.node import Node
 from hub.proto.courthub.v1 import payloads_pb2 as ppb
+from hub.store import Store
 from hub.store.schema import audit, inbox, outbox
 
 VOLUME_BYTES = 24 << 20
@@ -61,15 +62,15 @@ class Volume:
     def database_url(self) -> str:
         return f"sqlite:///{self.path / 'store.db'}"
 
-    def watch(self, node: Node) -> None:
-        """Fallback only: every store connection of ``node`` gets the current cap when checked out
+    def watch(self, store: Store) -> None:
+        """Fallback only: every connection of ``store`` gets the current cap when checked out
         (the writer takes a pooled connection again after a failed group)."""
 
-        @event.listens_for(node.store.engine, "checkout")
+        @event.listens_for(store.engine, "checkout")
         def _cap(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
             dbapi_conn.execute(f"PRAGMA max_page_count={self._cap or 1073741823}")
 
-    async def fill(self, node: Node) -> None:
+    async def fill(self, store: Store) -> None:
         if self.mounted:
             fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT, 0o600)
             block = b"\0" * (1 << 16)
@@ -85,16 +86,16 @@ class Volume:
             finally:
                 os.close(fd)
             return
-        pages = await node.store.read(lambda c: int(c.exec_driver_sql("PRAGMA page_count").scalar_one()))
+        pages = await store.read(lambda c: int(c.exec_driver_sql("PRAGMA page_count").scalar_one()))
         self._cap = pages
-        await node.store.write(lambda c: c.exec_driver_sql(f"PRAGMA max_page_count={pages}"))
+        await store.write(lambda c: c.exec_driver_sql(f"PRAGMA max_page_count={pages}"))
 
-    async def free(self, node: Node) -> None:
+    async def free(self, store: Store) -> None:
         if self.mounted:
             self.ballast.unlink()
             return
         self._cap = None
-        await node.store.write(lambda c: c.exec_driver_sql("PRAGMA max_page_count=1073741823"))
+        await store.write(lambda c: c.exec_driver_sql("PRAGMA max_page_count=1073741823"))
 
     def close(self) -> None:
         if self.mounted:
@@ -166,7 +167,7 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart
     database = volume.path / "store.db"
     async with pair(tmp_path, volume.database_url()) as (parent, child):
         if not volume.mounted:
-            volume.watch(child)
+            volume.watch(child.store)
         await until(lambda: parent.router.parent is None and child.router.parent in child.sessions, "link up")
         to_parent = Target.to_court(parent.me)
         own_to_parent = _count(outbox, outbox.c.next_hop == str(parent.me), outbox.c.kind == "bench")
@@ -185,7 +186,7 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart
         await until(lambda: child.bench.received == BEFORE, "the first envelopes at the child")
 
         # -- the disk fills ---------------------------------------------------------------------
-        await volume.fill(child)
+        await volume.fill(child.store)
         refused: StoreError | None = None
         written = 0
         for _ in range(200):  # the WAL may still have room for a few pages; large writes use it up
@@ -219,7 +220,7 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart
         assert await bench_at_child() >= BEFORE
 
         # -- space returns: no restart -------------------------------------------------------------
-        await volume.free(child)
+        await volume.free(child.store)
         await until(lambda: child.bench.received == BEFORE + DURING, "the backlog delivered after space returned")
         await until(lambda: _zero(pending_at_parent), "every envelope acked at the parent")
         assert await bench_at_child() == BEFORE + DURING  # each id once (it is the inbox key) …
@@ -244,3 +245,42 @@ def audit_verify(home: Path) -> Any:
 
 async def _zero(read: Any) -> bool:
     return bool(await read() == 0)
+
+
+async def test_a_full_disk_inside_a_grouped_transaction_fails_every_write_of_the_group(volume: Volume) -> None:
+    """SQLite rolls the whole transaction back when a statement hits SQLITE_FULL. The writes grouped
+    before it in that transaction are gone too, so none of them may be reported committed (that
+    would ack an envelope that is not stored); every one fails with the disk-full error, and the
+    writer goes on afterwards."""
+    store = Store(volume.database_url())
+    await asyncio.to_thread(store.migrate)
+    store.start()
+    try:
+        if not volume.mounted:
+            volume.watch(store)
+        await volume.fill(store)
+
+        def rows(prefix: str, n: int) -> Any:
+            def write(conn: Any) -> str:
+                for i in range(n):
+                    conn.exec_driver_sql(
+                        "INSERT INTO node_meta (key, value) VALUES (?, ?)", (f"{prefix}-{i}", os.urandom(25_000).hex())
+                    )
+                return prefix
+
+            return write
+
+        # Queued together, so the writer groups them: small, large (overflows mid-statement), small.
+        futures = [store.submit(rows("a", 1)), store.submit(rows("b", 400)), store.submit(rows("c", 1))]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert all(isinstance(o, StoreError) and o.reason == "disk_full" for o in outcomes), outcomes
+        group = "SELECT count(*) FROM node_meta WHERE key GLOB '[abc]-*'"
+        kept = await store.read(lambda c: c.exec_driver_sql(group).scalar())
+        assert kept == 0  # nothing of the group is there — and nothing was reported committed
+
+        await volume.free(store)
+        assert await store.write(rows("after", 1)) == "after"
+        check = await store.read(lambda c: [r[0] for r in c.exec_driver_sql("PRAGMA integrity_check")])
+        assert check == ["ok"]
+    finally:
+        await asyncio.to_thread(store.close)
