@@ -5,18 +5,19 @@ Three real node processes: the province 豫 and two of its cities, 豫14 (taken 
 
 1. **Idle baseline** — sealed pings 豫 → 豫01 (and back) while nothing else happens.
 2. **Queue** — 豫14 is stopped; 豫 originates ``count`` ``bench`` envelopes for it. They wait in
-   豫's outbox (SQLite, on disk). RSS of 豫 is sampled from ``/proc`` at 10 % and at 100 % of the
-   backlog: durable queueing must not grow the process per message.
+   豫's outbox (SQLite, on disk). RSS of 豫 is sampled from ``/proc`` at 10 %, 50 % and 100 % of
+   the backlog: durable queueing must not grow the process per message.
 3. **Drain** — 豫14 is started again; its link pumps the backlog (bounded batches, bounded window
-   of unacked batches). Meanwhile 豫 keeps pinging 豫01 and sends it a directive, which must come
-   back with its signed receipt. RSS of 豫14 is sampled at 10 % and 100 % of the drain.
+   of unacked batches). Meanwhile 豫 and 豫01 keep pinging each other and 豫 sends 豫01 a directive,
+   which must come back with its signed receipt. RSS of 豫14 is sampled at 10 %, 50 % and 100 %.
    (The child's bench handler keeps the latency of each of the last 100,000 envelopes it received
    — a bounded deque, about 3 MiB when full — so part of the child's growth from 10 % to 100 % is
    that recording, not the link.)
 4. **Proof** — arrival order is the order of 豫14's inbox rows (rowid: rows are inserted in batch
    order, batches commit in order); sending order is 豫's outbox id order for that hop. The two
-   id sequences must be identical: in order, none missing, none twice. The bench handler's own
-   count (one per handled envelope) must equal ``count`` too: dedupe held for the resends.
+   id sequences must be identical: in order, none missing, none twice. The child's audit entries
+   of executed bench deliveries (durable, so a ``crash_at`` restart does not reset them) must be
+   ``count`` distinct ids: dedupe held for the resends.
 
 The store files are read directly (SQLite, read-only, WAL lets it run beside the node's writer):
 the nodes expose counts, not the order of their inbox.
@@ -167,7 +168,7 @@ def run(
         parent_pid = tree.procs[PARENT].pid
         _pings(tree, PARENT, SIBLING, 10)  # warm the path
         idle, idle_failed = _pings(tree, PARENT, SIBLING, pings)
-        idle_up, _ = _pings(tree, SIBLING, PARENT, max(10, pings // 4))
+        idle_up, idle_up_failed = _pings(tree, SIBLING, PARENT, pings)
 
         # -- outage: the child is down, the backlog queues at the parent -----------------------
         tree.stop(OFFLINE)
@@ -195,6 +196,7 @@ def run(
         crashed = False
         first_arrival = 0.0
         during: list[float] = []
+        during_up: list[float] = []
         during_failed = 0
         directive = tree.send_directive(PARENT, SIBLING, "积压期间的指令", "大量信封补发期间本院仍须及时收到。")
         directive_sent_at = arrived(tree)
@@ -211,7 +213,9 @@ def run(
                 child_pid, crashed = tree.procs[OFFLINE].pid, True
             ok, failed = _pings(tree, PARENT, SIBLING, 1)
             during.extend(ok)
-            during_failed += failed
+            up, failed_up = _pings(tree, SIBLING, PARENT, 1)
+            during_up.extend(up)
+            during_failed += failed + failed_up
             if time.perf_counter() - drain_started > 3600:
                 raise TimeoutError(f"backlog not drained after an hour ({n} of {count} arrived)")
         time_done = time.perf_counter()
@@ -237,6 +241,7 @@ def run(
         )
     if handled != count or handled_distinct != count:
         violations.append(f"the child executed {handled} bench deliveries ({handled_distinct} distinct) for {count}")
+    idle_failed += idle_up_failed
     if idle_failed or during_failed:
         violations.append(f"sibling pings unanswered: {idle_failed} idle, {during_failed} during the drain")
     if directive_final != "delivered":
@@ -269,6 +274,7 @@ def run(
         "sibling_ping_idle": _lat(idle),
         "sibling_ping_during_drain": _lat(during),
         "sibling_to_parent_ping_idle": _lat(idle_up),
+        "sibling_to_parent_ping_during_drain": _lat(during_up),
         "directive_during_drain": {
             "sent_when_arrived": directive_sent_at,
             "state_when_drained": directive_state,
