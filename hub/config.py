@@ -89,6 +89,12 @@ class FederationSection(_Section):
     delivered_retention_days: int = Field(default=7, ge=0, le=3650)
     chain_head_interval_s: float = Field(default=60.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+    # Envelopes per second one child's link may deliver, and the burst it may save up (a token
+    # bucket; hub.federation.ratelimit). Beyond it the parent pauses reading that link — flow
+    # control pushes back on the child, nothing is dropped — so one flooding child cannot starve
+    # the others. 0 = unlimited. The default is above what one link carries on modest hardware.
+    child_rate_per_s: float = Field(default=10_000.0, ge=0)
+    child_burst: int = Field(default=20_000, ge=1, le=10_000_000)
 
 
 class AdminSection(_Section):
