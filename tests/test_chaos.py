@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -221,3 +224,18 @@ def test_checker_finds_faults_planted_in_the_campaign_stores(campaign: Campaign)
     assert any(v.rule == "hop_lost" and env in v.ref and v.court == "豫14" for v in found), found
     assert any(v.rule == "effect_duplicated" and item in v.ref and v.court == leaf for v in found), found
     assert any(v.rule == "audit_broken" and v.court == leaf for v in found), found
+
+
+def test_cli_prints_the_same_schedule_for_a_seed_and_refuses_a_short_campaign() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hub", "chaos", *args], capture_output=True, text=True, check=False, timeout=120
+        )
+
+    one = run("--seed", "3", "--duration", "60", "--schedule-only", "--json")
+    assert one.returncode == 0, one.stderr
+    faults = json.loads(one.stdout)
+    assert faults == [f.as_json() for f in make_schedule(3, 60, tree_shape())]
+    assert run("--seed", "3", "--duration", "60", "--schedule-only", "--json").stdout == one.stdout
+    short = run("--seed", "3", "--duration", "5")
+    assert short.returncode == 2 and "--duration" in short.stderr

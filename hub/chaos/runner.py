@@ -113,6 +113,18 @@ class Report:
             return None
         return times[max(0, math.ceil(p / 100 * len(times)) - 1)]
 
+    def by_kind(self) -> dict[str, dict[str, float | int]]:
+        """Recovery times per fault kind: how many, median and max (seconds)."""
+        times: dict[str, list[float]] = {}
+        for r in self.recoveries:
+            if r.recovered_s is not None:
+                times.setdefault(r.fault.kind.value, []).append(r.recovered_s)
+        out: dict[str, dict[str, float | int]] = {}
+        for kind, ts in sorted(times.items()):
+            ts.sort()
+            out[kind] = {"n": len(ts), "median": round(ts[len(ts) // 2], 2), "max": round(ts[-1], 2)}
+        return out
+
     @property
     def ok(self) -> bool:
         return not self.violations and not self.error
@@ -134,6 +146,16 @@ class Report:
                 "p99": round(self.percentile(99) or 0, 2) if times else None,
                 "median": round(times[len(times) // 2], 2) if times else None,
             },
+            "recovery_by_kind": self.by_kind(),
+            "recovery_per_fault": [
+                {
+                    "seq": r.fault.seq,
+                    "kind": r.fault.kind.value,
+                    "target": r.fault.target,
+                    "recovered_s": None if r.recovered_s is None else round(r.recovered_s, 2),
+                }
+                for r in self.recoveries
+            ],
             "convergence_s": None if self.convergence_s is None else round(self.convergence_s, 2),
             "counts": self.counts,
             "load": self.load,
@@ -481,6 +503,8 @@ def render(report: Report, out: TextIO) -> None:
     rec = data["recovery_s"]
     w(f"recoveries: {data['recoveries']} of {data['faults_injected']} faults; recovery time max {rec['max']} s, "
       f"p99 {rec['p99']} s, median {rec['median']} s\n")  # fmt: skip
+    for kind, fig in data["recovery_by_kind"].items():
+        w(f"  {kind:<16} n {fig['n']:<4} median {fig['median']:6.2f} s  max {fig['max']:6.2f} s\n")
     w(f"final convergence after load end: {data['convergence_s']} s\n")
     w("counts: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()) + "\n")
     load = data["load"]

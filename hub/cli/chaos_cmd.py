@@ -42,7 +42,11 @@ def chaos(
                 print(f.describe())
         campaign.remove()
         return
-    report = campaign.run()  # stops every process it started, also on failure or Ctrl-C
+    try:
+        report = campaign.run()  # stops every process it started, also on failure or Ctrl-C
+    except KeyboardInterrupt:
+        print(f"interrupted: every node and simulator stopped; homes and logs in {campaign.base}", file=sys.stderr)
+        raise typer.Exit(130) from None
     if json_out:
         print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
     else:
