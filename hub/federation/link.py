@@ -10,6 +10,11 @@ Both ends run the same session once the handshake is done:
   (which groups them) and acks go out in order, each only after its batch is committed.
 * **announcements** — routes, certificates and revocations, sent on start and whenever they change.
 * **heartbeats** — both ways; a silent link is closed and the child redials.
+* **rate limit** — on a parent, each child's received envelopes pass a token bucket
+  (``[federation] child_rate_per_s``/``child_burst``); when it is empty the reader pauses, so
+  HTTP/2 flow control pushes back on a flooding child while the other links are served as usual.
+  Nothing is dropped; the paused time is counted (``LinkStats.throttled_s``, metric
+  ``courthub_link_throttled_seconds_total``).
 
 Every frame read is size-checked and decoded here; a frame that is garbage or too large is an
 audit entry and a LinkError, then the link closes.
@@ -29,8 +34,10 @@ from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, select
 
 from hub.codes import CourtCode
+from hub.config import Config
 from hub.errors import CourtHubError, InvalidInput, StoreError
 from hub.federation.exchange import Accepted, Exchange
+from hub.federation.ratelimit import TokenBucket, throttled_counter
 from hub.proto.courthub.v1 import envelope_pb2 as epb
 from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.store import Store
@@ -61,6 +68,7 @@ class LinkHost(Protocol):
     """What a session needs from its node."""
 
     me: CourtCode
+    config: Config
     store: Store
     exchange: Exchange
     cpu: Executor
@@ -104,6 +112,9 @@ class LinkStats:
     rejected: int = 0
     last_heard_ms: int = 0
     connected_at_ms: int = 0
+    # Reads paused by the rate limit: total seconds and how many batches had to wait.
+    throttled_s: float = 0.0
+    throttled_batches: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,6 +141,12 @@ class LinkSession:
         self._committing: asyncio.Queue[tuple[int, asyncio.Future[Accepted]]] = asyncio.Queue()
         self._closed = asyncio.Event()
         self.stats = LinkStats(connected_at_ms=now_ms(), last_heard_ms=now_ms())
+        federation = host.config.federation
+        # Only what children send is limited: a parent's traffic (directives, a drained backlog)
+        # comes from the node this one answers to.
+        rate = federation.child_rate_per_s if peer_is_child else 0.0
+        self.limiter = TokenBucket(rate, federation.child_burst)
+        self._paused = False
 
     def kick(self) -> None:
         """New outbox rows for this neighbour were committed."""
@@ -173,6 +190,7 @@ class LinkSession:
             self.stats.last_heard_ms = self._now_ms()
             body = frame.WhichOneof("body")
             if body == "batch":
+                await self._throttle(len(frame.batch.envelopes))
                 await self._on_batch(frame.batch)
             elif body == "ack":
                 self._on_ack(frame.ack)
@@ -184,6 +202,25 @@ class LinkSession:
                 raise LinkClosed(f"{self.peer} closed the link: {frame.error.reason}: {frame.error.message}")
             else:
                 raise InvalidInput(f"unexpected {body} frame after the handshake", reason="protocol_error")
+
+    async def _throttle(self, n: int) -> None:
+        """Pause reading this link until its bucket holds ``n`` tokens (backpressure, no drops)."""
+        if self.limiter.unlimited or not self.limiter.wait_s(n):
+            self.limiter.take(n)
+            return
+        self._paused = True
+        try:
+            waited = await self.limiter.acquire(n)
+        finally:
+            self._paused = False
+            # The peer was not silent: this end stopped listening.
+            self.stats.last_heard_ms = self._now_ms()
+        self.stats.throttled_s += waited
+        self.stats.throttled_batches += 1
+        metrics = getattr(self.host, "metrics", None)
+        registry = getattr(metrics, "registry", None)
+        if registry is not None:
+            throttled_counter(registry).labels(str(self.peer)).inc(waited)
 
     # -- sending ------------------------------------------------------------------------------
     async def _pump(self) -> None:
@@ -265,7 +302,7 @@ class LinkSession:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             silent_ms = self._now_ms() - self.stats.last_heard_ms
-            if silent_ms > SILENCE_S * 1000:
+            if silent_ms > SILENCE_S * 1000 and not self._paused:
                 raise LinkClosed(f"{self.peer} silent for {silent_ms / 1000:.0f}s")
             await self._out.put(lpb.Frame(heartbeat=lpb.Heartbeat(sent_at_ms=self._now_ms())))
 
