@@ -32,6 +32,8 @@ from hub.netutil import free_port
 
 # Two shared cores and other suites running beside ours: wall-clock deadlines only cause flakes.
 settings.register_profile("courthub", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+# HYPOTHESIS_PROFILE=long: every property (tests/test_fuzz.py: each decoder) tries >= 10,000 inputs.
+settings.register_profile("long", parent=settings.get_profile("courthub"), max_examples=10_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "courthub"))
 
 
