@@ -22,7 +22,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from hub.codes import CourtCode
 from hub.errors import InvalidInput
-from hub.natsserver import EmbeddedNats
+from hub.natsserver import EmbeddedNats, nats_servers, stream_replicas
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,10 @@ class Bus:
         if not self.url:
             self.server = await EmbeddedNats(self.data_dir).start_async()
             self.url = self.server.url
-        self.nc = await nats.connect(self.url, name=f"court-hub {self.court}", max_reconnect_attempts=-1)
+        # Several URLs (a cluster, comma-separated) form the client's pool: it reconnects to a survivor.
+        self.nc = await nats.connect(
+            nats_servers(self.url), name=f"court-hub {self.court}", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        )
         self.js = self.nc.jetstream()
         await self.js.add_stream(
             StreamConfig(
@@ -75,6 +78,7 @@ class Bus:
                 storage=StorageType.FILE,
                 max_age=7 * 86_400,
                 max_msgs=1_000_000,
+                num_replicas=stream_replicas(self.nc),  # three on a cluster of three or more
             )
         )
         self._task = asyncio.create_task(self._publisher(), name="bus-publisher")
