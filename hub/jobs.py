@@ -37,12 +37,21 @@ The store is the source of truth (JetStream fsyncs lazily, DESIGN.md §7):
 
 Several workers (processes, machines) may consume one queue: a durable pull consumer hands each
 message to one fetcher at a time.
+
+On a NATS cluster (``[bus] nats_url`` lists several servers, docs/scale-out.md) both streams and
+their consumers keep three replicas (:func:`hub.natsserver.stream_replicas`): a message JetStream
+acknowledged to the publisher is on a quorum of servers, so one server killed loses nothing, and a
+new stream/consumer leader is elected within seconds. Clients (:func:`connect_nats`) hold every
+server's URL and reconnect to a survivor; while the leader moves, publishes fail (the sweeper
+publishes them again), fetches time out (the worker fetches again) and an ack may be lost (the job
+comes back after ``ack_wait``, is found final in the store and is acked without a call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -65,6 +74,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, 
 from hub.bus import court_token
 from hub.clock import Clock, SystemClock
 from hub.errors import InvalidInput
+from hub.natsserver import nats_servers, stream_replicas
 from hub.plugins.host import CallOutcome, PluginFailure, PluginHost
 from hub.plugins.models import ControlRequest, InquiryRequest, InvalidModel
 from hub.store import Store
@@ -87,6 +97,7 @@ __all__ = [
     "SweepReport",
     "Worker",
     "add_jobs",
+    "connect_nats",
     "dead_letters",
     "ensure_streams",
     "jobs_by_id",
@@ -526,21 +537,25 @@ class _Coalesced(Generic[T, R]):
 # -- streams ---------------------------------------------------------------------------------
 
 
-async def ensure_streams(js: JetStreamContext, node_code: str, plugins: Iterable[str], policy: RetryPolicy) -> None:
-    """Create (or update) the node's job and dead-letter streams and one consumer per plugin."""
+async def ensure_streams(
+    js: JetStreamContext, node_code: str, plugins: Iterable[str], policy: RetryPolicy, *, replicas: int = 1
+) -> None:
+    """Create (or update) the node's job and dead-letter streams and one consumer per plugin.
+
+    ``replicas`` copies of each stream (and of its consumers, which follow the stream) on a NATS
+    cluster. If the cluster cannot place that many right now (a server is down while the streams
+    are first created) the streams are created with fewer and a warning says so; the next start
+    with every server up raises them again (a stream's replicas can grow in place)."""
     tok = node_token(node_code)
-    await _add_or_update_stream(
-        js,
+    configs = [
         StreamConfig(
             name=jobs_stream(node_code),
             subjects=[f"courthub.{tok}.jobs.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=120.0,
+            num_replicas=replicas,
         ),
-    )
-    await _add_or_update_stream(
-        js,
         StreamConfig(
             name=dead_stream(node_code),
             subjects=[f"courthub.{tok}.dead.*"],
@@ -548,8 +563,11 @@ async def ensure_streams(js: JetStreamContext, node_code: str, plugins: Iterable
             storage=StorageType.FILE,
             max_age=DEAD_LETTER_MAX_AGE_S,
             duplicate_window=120.0,
+            num_replicas=replicas,
         ),
-    )
+    ]
+    for config in configs:
+        await _add_or_update_stream(js, config)
     for plugin in plugins:
         await js.add_consumer(
             jobs_stream(node_code),
@@ -566,10 +584,61 @@ async def ensure_streams(js: JetStreamContext, node_code: str, plugins: Iterable
 
 
 async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    wanted = config.num_replicas or 1
     try:
         await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
+        return
+    except nats.js.errors.APIError as exc:
+        if _placement_failed(exc) and wanted > 1:
+            log.warning("stream %s: %d replicas cannot be placed now (%s)", config.name, wanted, exc.description)
+            await _add_or_update_stream(js, dataclasses.replace(config, num_replicas=wanted - 1))
+            return
+        if not isinstance(exc, nats.js.errors.BadRequestError):
+            raise
+    try:  # it exists with another configuration (e.g. fewer replicas): update it in place
         await js.update_stream(config)
+    except nats.js.errors.APIError as exc:
+        if not (_placement_failed(exc) and wanted > 1):
+            raise
+        log.warning(
+            "stream %s keeps its replicas for now: %d cannot be placed (%s)", config.name, wanted, exc.description
+        )
+
+
+def _placement_failed(exc: nats.js.errors.APIError) -> bool:
+    """JetStream could not put the replicas on enough servers (one is down or unknown)."""
+    text = (exc.description or "").lower()
+    return "insufficient resources" in text or "no suitable peers" in text or "replicas" in text
+
+
+async def connect_nats(url: str, name: str, **options: Any) -> Client:
+    """Connect to the NATS server(s) in ``url`` (one URL or a comma-separated cluster list) and keep
+    reconnecting for ever, to any server of the pool, every half second: a killed cluster member
+    costs a reconnect, not the process. Disconnects and reconnects are logged."""
+    servers = nats_servers(url)
+
+    async def disconnected() -> None:
+        log.warning("%s: NATS connection lost; reconnecting to one of %s", name, ", ".join(servers))
+
+    async def reconnected() -> None:
+        where = nc.connected_url.netloc if nc.connected_url is not None else "?"
+        log.warning("%s: NATS reconnected to %s", name, where)
+
+    async def error(exc: Exception) -> None:
+        log.debug("%s: NATS client error: %s", name, exc)
+
+    settings: dict[str, Any] = {
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 2,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+    }
+    settings.update(options)
+    nc = await nats.connect(servers=servers, **settings)
+    return nc
 
 
 # -- the queue (node side) -------------------------------------------------------------------
@@ -604,7 +673,7 @@ class JobQueue:
         self.host_timeout_s = host_timeout_s
 
     async def setup(self, plugins: Iterable[str]) -> None:
-        await ensure_streams(self.js, self.node_code, plugins, self.policy)
+        await ensure_streams(self.js, self.node_code, plugins, self.policy, replicas=stream_replicas(self.nc))
 
     async def submit_inquiry(self, plugin: str, request: InquiryRequest, *, deadline_at_ms: int | None = None) -> Job:
         """Queue an inquiry for ``plugin``; the job id is ``request.request_id``."""
@@ -930,7 +999,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then let the calls in flight finish (bounded by their
         timeouts) and return. Unacked messages are redelivered to other workers."""
-        await ensure_streams(self.js, self.node_code, self.plugins, self.policy)
+        await ensure_streams(self.js, self.node_code, self.plugins, self.policy, replicas=stream_replicas(self.nc))
         if not self.plugins:
             log.warning("worker %s: no active plugins to consume for", self.worker_id)
         loops: list[asyncio.Task[Any]] = [
@@ -1160,7 +1229,7 @@ async def run_worker(
     plugins) until ``stop_event`` is set, sweeping stuck jobs every ``sweep_interval_s`` (None:
     never — e.g. when the node sweeps itself). Returns the worker (for its stats)."""
     policy = policy or RetryPolicy()
-    nc = await nats.connect(nats_url, name=f"court-hub worker {node_code}", max_reconnect_attempts=-1)
+    nc = await connect_nats(nats_url, f"court-hub worker {node_code}")
     try:
         worker = Worker(
             store, nc, node_code, host, plugins=plugins, policy=policy, concurrency=concurrency, clock=clock

@@ -10,8 +10,13 @@ node's directory::
     with EmbeddedNats(node_dir / "nats") as nats:          # or: async with …
         nc = await nats_py.connect(nats.url)
 
-    # a later 3-server cluster: same cluster name, each routes to the others' cluster ports
+    # one server of a cluster: same cluster name, each routes to the others' cluster ports
     EmbeddedNats(d1, server_name="n1", cluster_name="hub", cluster_port=p1, routes=[url2, url3])
+
+    # or a whole JetStream cluster on loopback (scale-out tests and benches, docs/scale-out.md)
+    with NatsCluster(base_dir, size=3) as cluster:
+        cluster.url                      # "nats://127.0.0.1:p1,nats://127.0.0.1:p2,nats://127.0.0.1:p3"
+        cluster.kill(0); cluster.restart(0)
 
 Behaviour worth knowing:
 
@@ -26,6 +31,10 @@ Behaviour worth knowing:
   default: the store, not the bus, is the source of truth (DESIGN.md §7).
 * ``start()``/``stop()`` block (briefly); ``start_async()``/``stop_async()`` run them in a thread so
   an event loop keeps going.
+
+A node or worker given several servers (``[bus] nats_url = "nats://a:4222,nats://b:4222"``) splits
+the list with :func:`nats_servers`; :func:`stream_replicas` decides how many copies its JetStream
+streams keep (three in a cluster of three or more, so that losing one server loses nothing).
 """
 
 from __future__ import annotations
@@ -43,15 +52,28 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
 
-from hub.errors import Unavailable
+from hub.errors import InvalidInput, Unavailable
 from hub.netutil import free_port
 
-__all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server"]
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+__all__ = [
+    "EmbeddedNats",
+    "NatsCluster",
+    "NatsServerError",
+    "find_nats_server",
+    "nats_servers",
+    "stream_replicas",
+]
 
 LOG_NAME = "nats-server.log"
 PID_NAME = "nats-server.pid"
@@ -296,6 +318,30 @@ class EmbeddedNats:
                 self.pid_path.unlink()
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL the server (a crash, for fault tests): no shutdown, no pid-file clean-up; the
+        JetStream store keeps whatever it had synced. ``start()`` brings it back on the same ports
+        and directory. Returns the exit status (None if it was not running)."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self._stop_at_exit)
+        if proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        return proc.wait()
+
+    def healthy(self) -> bool:
+        """True when the monitoring port's ``/healthz`` answers 200: the server runs and, with
+        JetStream, its meta group has a leader and its streams are current (needs ``http_port``)."""
+        if self.http_port is None or not self.running:
+            return False
+        url = f"http://{self._url_host()}:{self.http_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as reply:
+                return int(reply.status) == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
     def _terminate(self, proc: subprocess.Popen[bytes]) -> int:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -358,3 +404,188 @@ class EmbeddedNats:
     def __repr__(self) -> str:
         state = f"running pid={self.pid} url={self.url}" if self.running else "stopped"
         return f"EmbeddedNats({str(self.data_dir)!r}, {state})"
+
+
+# -- several servers -----------------------------------------------------------------------------
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs in a ``[bus] nats_url`` value: one URL, or several separated by commas
+    (or spaces) — e.g. every server of a cluster, so that a client can (re)connect to any of them.
+
+    Each must be ``nats://HOST:PORT`` (or ``tls://``, ``ws://``, ``wss://``); a bare ``HOST:PORT``
+    gets ``nats://``. A wrong entry raises :class:`InvalidInput` naming it."""
+    parts = [p for p in url.replace(",", " ").split() if p]
+    if not parts:
+        raise InvalidInput("NATS URL is empty (expected nats://HOST:PORT[,nats://HOST:PORT…])")
+    out: list[str] = []
+    for part in parts:
+        full = part if "://" in part else f"nats://{part}"
+        try:
+            split = urlsplit(full)
+            port = split.port
+        except ValueError:
+            port = None
+            split = None
+        if split is None or split.scheme not in ("nats", "tls", "ws", "wss") or not split.hostname or port is None:
+            raise InvalidInput(f"NATS server URL {part!r} in {url!r} is not nats://HOST:PORT")
+        out.append(full)
+    return out
+
+
+def stream_replicas(nc: Client, configured: Sequence[str] = (), *, most: int = 3) -> int:
+    """How many replicas a JetStream stream should keep on the servers ``nc`` is connected to.
+
+    The cluster's size is taken from the client's server pool — the servers configured plus those
+    the connected server gossips in its INFO (``connect_urls``: the cluster's other members) — or
+    from ``configured`` if that is longer. Streams get ``min(size, most)`` replicas: three in a
+    cluster of three or more, so that one server lost (killed, its disk gone) loses no accepted
+    message and a new leader takes over within seconds; one on a lone (embedded) server."""
+    size = max(len(configured), len(nc.servers), 1)
+    return max(1, min(size, most))
+
+
+class NatsCluster:
+    """``size`` nats-server processes forming one JetStream cluster on loopback, each with its own
+    store directory (``base_dir/n<i>``), client port, cluster (route) port and monitoring port.
+
+    Ports are chosen once, at the first ``start()``, and kept: a server killed with :meth:`kill`
+    comes back with :meth:`restart` on the same ports and directory, rejoins the cluster and
+    catches its stream replicas up from the others. :attr:`url` lists every client URL (what a
+    node's ``[bus] nats_url`` takes). ``start()`` returns when every server's ``/healthz`` is 200
+    (JetStream meta leader elected), so streams can be created at once.
+    """
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        size: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        name: str = "courthub",
+        executable: str | os.PathLike[str] | None = None,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        if size < 1:
+            raise InvalidInput(f"NatsCluster size must be at least 1, got {size}")
+        self.base_dir = Path(base_dir).resolve()
+        self.size = size
+        self.host = host
+        self.name = name
+        self.executable = executable
+        self.ready_timeout = ready_timeout
+        self.servers: list[EmbeddedNats] = []
+
+    @property
+    def urls(self) -> list[str]:
+        """Client URLs of every server (running or not), in order."""
+        return [f"nats://{s._url_host()}:{s._want_port}" for s in self.servers]
+
+    @property
+    def url(self) -> str:
+        """Every client URL, comma-separated (a ``[bus] nats_url`` value)."""
+        if not self.servers:
+            raise NatsServerError("the NATS cluster is not started")
+        return ",".join(self.urls)
+
+    def _build(self) -> list[EmbeddedNats]:
+        ports = [(free_port(self.host), free_port(self.host), free_port(self.host)) for _ in range(self.size)]
+        route_host = f"[{self.host}]" if ":" in self.host else self.host
+        routes = [f"nats://{route_host}:{cluster}" for _, cluster, _ in ports]
+        servers = []
+        for i, (client, cluster, http) in enumerate(ports):
+            servers.append(
+                EmbeddedNats(
+                    self.base_dir / f"n{i}",
+                    self.host,
+                    client,
+                    server_name=f"{self.name}-n{i}",
+                    cluster_name=self.name if self.size > 1 else None,
+                    cluster_port=cluster,
+                    routes=[r for j, r in enumerate(routes) if j != i] if self.size > 1 else (),
+                    http_port=http,
+                    executable=self.executable,
+                )
+            )
+        return servers
+
+    def start(self) -> Self:
+        """Start every server (ports picked now; retried on a lost port race) and wait until the
+        cluster is ready."""
+        if self.servers:
+            for i in range(self.size):
+                self.restart(i, wait=False)
+            self.wait_ready()
+            return self
+        last: NatsServerError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            self.servers = self._build()
+            try:
+                for server in self.servers:
+                    server.start()
+            except NatsServerError as exc:
+                for server in self.servers:
+                    server.stop()
+                if "address already in use" not in str(exc).lower():
+                    self.servers = []
+                    raise
+                last = exc
+                continue
+            self.wait_ready()
+            return self
+        self.servers = []
+        raise last or NatsServerError("NATS cluster did not start")
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until every running server reports healthy (JetStream meta leader known)."""
+        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        while True:
+            waiting = [s for s in self.servers if s.running and not s.healthy()]
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                names = ", ".join(f"{s.server_name} (log {s.log_path})" for s in waiting)
+                raise NatsServerError(f"NATS cluster not ready after {timeout or self.ready_timeout:g}s: {names}")
+            time.sleep(0.1)
+
+    def kill(self, index: int) -> int:
+        """SIGKILL server ``index`` (a crash); returns the pid it had."""
+        server = self.servers[index]
+        pid = server.pid
+        if pid is None:
+            raise NatsServerError(f"NATS server {server.server_name} is not running")
+        server.kill()
+        return pid
+
+    def restart(self, index: int, *, wait: bool = True) -> EmbeddedNats:
+        """Start server ``index`` again on its ports and directory; with ``wait``, until healthy."""
+        server = self.servers[index]
+        server.start()
+        if wait:
+            self.wait_ready()
+        return server
+
+    def stop(self) -> None:
+        """Stop every server (SIGTERM, then SIGKILL after its stop timeout)."""
+        for server in self.servers:
+            server.stop()
+
+    def running(self) -> list[bool]:
+        return [s.running for s in self.servers]
+
+    async def start_async(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def stop_async(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"NatsCluster({str(self.base_dir)!r}, size={self.size}, running={self.running()})"
