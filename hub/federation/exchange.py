@@ -107,7 +107,8 @@ Handler = Callable[[Delivery], None]
 
 @dataclass
 class Checked:
-    """One envelope of a received batch after ``check``: opened, or refused with an error."""
+    """One envelope of a received batch after ``check``: opened, refused with an error, or both
+    (authentic but stale: a duplicate if the inbox still has it, refused otherwise)."""
 
     envelope: epb.Envelope
     opened: Opened | None = None
@@ -297,9 +298,9 @@ class Exchange:
         out: list[Checked] = []
         now = self.clock.now_ms()
         for envelope in envelopes:
+            opened = None
             try:
                 opened = open_envelope(envelope)
-                self._check_age(opened, now)
                 self._check_link(opened, from_hop, from_child)
                 verify(
                     opened.envelope.seal,
@@ -307,9 +308,17 @@ class Exchange:
                     self.trust.public_key(opened.origin),
                     kid=str(opened.origin),
                 )
-                out.append(Checked(envelope, opened))
             except CourtHubError as exc:
                 out.append(Checked(envelope, None, exc))
+                continue
+            try:
+                self._check_age(opened, now)
+            except CourtHubError as exc:
+                # Authentic but too old: ``accept`` acks it as a duplicate if the inbox still
+                # has it (an ack lost long ago), and refuses it otherwise.
+                out.append(Checked(envelope, opened, exc))
+                continue
+            out.append(Checked(envelope, opened))
         return out
 
     def _check_age(self, opened: Opened, now_ms: int) -> None:
@@ -357,7 +366,10 @@ class Exchange:
             inbox_rows = []
             for item in checked:
                 opened = item.opened
-                if opened is None:
+                if opened is not None and item.error is not None and opened.id in seen:
+                    result.duplicates += 1
+                    continue
+                if opened is None or item.error is not None:
                     err = item.error or EnvelopeError("invalid envelope")
                     result.rejections.append((item.envelope_id, err.reason, err.message))
                     tx.audit.append(
