@@ -250,3 +250,32 @@ async def test_outage_longer_than_the_retention_ends_in_refusals_not_loss_or_rep
         assert delivery.state == "rejected" and delivery.reason.startswith("stale_envelope:")
         peer_audit = await parent.store.read(_count(audit, audit.c.action == "rejected_by_peer"))
         assert peer_audit == len(old)
+
+
+async def test_stale_envelope_the_inbox_still_remembers_is_acked_as_a_duplicate(tmp_path: Path) -> None:
+    """Queued for almost the whole retention, delivered, ack lost, resent after it got too old:
+    the child still remembers the id (received recently), so it acks a duplicate instead of
+    refusing it — the sender records it delivered, and it ran once."""
+    async with pair(tmp_path) as nodes:
+        parent, child = nodes.running()
+        await nodes.stop_child()
+        late = await _bench(parent, child, 25)
+        nodes.clock.advance(days=RETENTION_DAYS - 1)  # a long outage, still inside the retention
+        child = await nodes.start_child()
+        await until(lambda: _drained(parent, child), "the late envelopes delivered")
+        await nodes.stop_child()
+        await _lose_acks(parent, late)
+
+        nodes.clock.advance(days=2)  # now older than the retention, but received only 2 days ago
+        child = await nodes.start_child()
+        assert (await prune(child))["inbox"] == 0
+        await until(lambda: _drained(parent, child), "the resends acked")
+
+        assert await child.store.read(_executed) == late  # once each
+        assert child.sessions[parent.me].stats.duplicates == len(late)
+        rejected = await child.store.read(_count(audit, audit.c.action == "rejected"))
+        assert rejected == 0
+        states = await parent.store.read(
+            lambda c: dict(c.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())
+        )
+        assert states == {"delivered": len(late)}
