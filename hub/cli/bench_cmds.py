@@ -56,3 +56,29 @@ def bench_outage(
         for violation in result["violations"]:
             console.print(f"VIOLATION: {violation}")
         raise typer.Exit(1)
+
+
+@bench_app.command("scaleout")
+def bench_scaleout(
+    jobs: Annotated[int, typer.Option("--jobs", "-n", min=50, max=100_000, help="Agency jobs per phase.")] = 1000,
+    store_url: Annotated[
+        str, typer.Option("--store-url", help="PostgreSQL URL to use (default: a throwaway cluster via pg_ctl).")
+    ] = "",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Node + 1 vs 2 `court-hub worker` on PostgreSQL and a 3-server NATS cluster; kill a server and a worker."""
+    from hub.bench.scaleout import run
+
+    result = run(jobs, store_url=store_url or None)
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(result["configuration"])
+        flat = {k: v for k, v in result.items() if not isinstance(v, dict | list) and k != "configuration"}
+        table("bench scaleout", ["figure", "value"], [[k, v] for k, v in flat.items()])
+        table("recovery (ms from the kills)", ["figure", "value"], [[k, v] for k, v in result["recovery"].items()])
+        table("checks", ["figure", "value"], [[k, v] for k, v in result["checks"].items()])
+    if result["violations"]:
+        for violation in result["violations"]:
+            console.print(f"VIOLATION: {violation}")
+        raise typer.Exit(1)
