@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
-from rogue import Identity, LinkEnded, RogueLink, connected, enroll_raw, envelope, header_of
+from rogue import CONNECT, Identity, LinkEnded, RogueLink, connected, enroll_raw, envelope, header_of
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -44,7 +47,7 @@ from hub.proto.courthub.v1 import envelope_pb2 as epb
 from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.proto.courthub.v1 import payloads_pb2 as ppb
 from hub.seal import seal
-from hub.trust import JoinToken, make_proof
+from hub.trust import JoinToken, issue_certificate, make_proof
 
 pytestmark = pytest.mark.slow
 
@@ -582,3 +585,188 @@ def test_plain_tcp_garbage_to_the_tls_port_does_not_hurt_the_node(world: World) 
     finally:
         idle.close()
     assert tree.running("豫14")
+
+
+# --------------------------------------------------------------------------- more hostile peers (issue 6)
+
+
+def test_unenrolled_courts_cannot_open_a_link(world: World) -> None:
+    """A node that was never enrolled here — a fresh one with a self-made certificate, or a court
+    enrolled under another parent — is refused before any envelope; so is a self-made certificate
+    for an enrolled court."""
+    tree = world.tree
+    since = _audit_head(tree, "豫14")
+    fresh = Home(world.fresh_home("豫1409"))  # `court-hub init` only, never joined
+    key = CourtKey.load(fresh.court_key)
+    court = CourtCode.parse("豫1409")
+    self_made = issue_certificate(key, court, court, "未入网的法院", key.public_raw, int(time.time() * 1000))
+    stranger = Identity(court, key, self_made, CourtCode.parse("豫14"), world.listen("豫14"), world.tls_pem("豫14"))
+    # 豫15 is enrolled under 豫, not 豫14
+    elsewhere = dataclasses.replace(
+        world.rogue_city, parent=stranger.parent, address=stranger.address, parent_pem=stranger.parent_pem
+    )
+    sibling_key = CourtKey.generate()
+    forged_cert = issue_certificate(
+        sibling_key, CourtCode.parse("豫1402"), CourtCode.parse("豫1402"), "伪造", sibling_key.public_raw, 0
+    )
+    impostor = dataclasses.replace(world.rogue, key=sibling_key, certificate=forged_cert)
+
+    async def knock(me: Identity) -> lpb.Frame:
+        async with RogueLink(me.address, me.parent_pem) as link:
+            return await link.handshake(me)
+
+    answers = {who: asyncio.run(knock(me)) for who, me in (("1409", stranger), ("15", elsewhere), ("1402", impostor))}
+    reasons = {who: a.error.reason for who, a in answers.items()}
+    assert reasons == {"1409": "not_enrolled", "15": "not_enrolled", "1402": "bad_certificate"}
+    assert all(a.error.message for a in answers.values())
+    refused = _link_refused(tree, "豫14", since)
+    assert refused.count("not_enrolled") == 2 and refused.count("bad_certificate") == 1
+    _assert_serves(tree, "豫14")
+
+
+def test_truncated_and_mangled_seals_are_refused(world: World) -> None:
+    tree, me = world.tree, world.rogue
+    since = _audit_head(tree, "豫14")
+    variants: list[epb.Envelope] = []
+    for mangle in (
+        lambda s: s[:-1],  # last character cut
+        lambda s: s[:-20],  # signature truncated
+        lambda s: s[: len(s) // 2],  # cut in the protected header
+        lambda s: s.partition("..")[0],  # no signature at all
+        lambda s: s + "AAAA",  # signature too long
+        lambda s: s.replace("..", ".e30.", 1),  # attached payload instead of detached
+        lambda s: "..",
+        lambda s: s.partition("..")[0] + ".." + "=" * 86,  # padding for a signature
+        lambda s: "\x00" + s,
+        lambda s: s.encode().hex(),
+    ):
+        env = _ping(me.key, "豫1402", "豫14")
+        env.seal = mangle(env.seal)
+        variants.append(env)
+    ack = _send_batch(me, variants)
+    expected = {_id(e): "bad_seal" for e in variants}
+    assert _rejections(ack) == expected
+    _assert_rejected(world, "豫14", since, expected, "豫1402")
+    _assert_serves(tree, "豫14")
+
+
+def _tls_attempt(host: str, port: int, version: ssl.TLSVersion | None) -> str:
+    """Try a TLS handshake limited to ``version`` (None: the best both sides know); returns the
+    negotiated version or the error."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    if version is not None:
+        with contextlib.suppress(ssl.SSLError):
+            ctx.set_ciphers("ALL:@SECLEVEL=0")  # let this client *offer* the old protocol at all
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    with socket.create_connection((host, port), timeout=10) as raw:
+        try:
+            with ctx.wrap_socket(raw) as tls:
+                return str(tls.version())
+        except (ssl.SSLError, ConnectionError) as exc:
+            return f"refused: {exc}"
+
+
+def test_tls_downgrade_and_plaintext_are_refused(world: World) -> None:
+    """The link port speaks TLS 1.2 or later only; TLS 1.0/1.1 and cleartext gRPC get nothing."""
+    tree = world.tree
+    host, _, port = world.listen("豫14").rpartition(":")
+    for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        outcome = _tls_attempt(host, int(port), old)
+        assert outcome.startswith("refused"), f"{old.name} was accepted: {outcome}"
+        # The server refused it, not this client's own OpenSSL policy.
+        assert "NO_PROTOCOLS_AVAILABLE" not in outcome and "no protocols available" not in outcome, outcome
+    assert _tls_attempt(host, int(port), ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    assert _tls_attempt(host, int(port), None) in ("TLSv1.2", "TLSv1.3")
+
+    async def cleartext() -> str:
+        async with grpc.aio.insecure_channel(world.listen("豫14")) as channel:
+            call = channel.stream_stream(CONNECT, request_serializer=None, response_deserializer=None)()
+            try:
+                await call.write(lpb.ConnectRequest(frame=lpb.Frame(heartbeat=lpb.Heartbeat())).SerializeToString())
+                await asyncio.wait_for(call.read(), 10)
+            except grpc.aio.AioRpcError as exc:
+                return str(exc.code().name)
+            return "answered"
+
+    assert asyncio.run(cleartext()) == "UNAVAILABLE"
+    _assert_serves(tree, "豫14")
+
+
+def test_protobuf_nesting_bombs_are_refused(world: World) -> None:
+    """Unknown groups nested far beyond any parser's recursion limit, in the frame itself (before
+    the handshake) and inside a correctly sealed envelope's payload (after it)."""
+    tree = world.tree
+    bomb = b"\x7b" * 200_000 + b"\x7c" * 200_000  # field 15 as start-group, 200,000 deep
+    since = _audit_head(tree, "豫14")
+
+    async def anonymous() -> lpb.Frame:
+        async with RogueLink(world.listen("豫14"), world.tls_pem("豫14")) as link:
+            await link.send_raw(bomb)
+            return await link.until("challenge")
+
+    answer = asyncio.run(anonymous())
+    assert answer.error.reason == "malformed_frame"
+    assert "malformed_frame" in _link_refused(tree, "豫14", since)
+
+    since = _audit_head(tree, "豫14")
+    deep = _ping(world.rogue.key, "豫1402", "豫14")
+    deep.payload = b"\x7b" * 50_000 + b"\x7c" * 50_000
+    header = header_of(deep)
+    header.payload_sha256 = hashlib.sha256(deep.payload).digest()
+    deep.header = header.SerializeToString()
+    deep.seal = seal(world.rogue.key, "豫1402", deep.header)  # an honest seal over a hostile payload
+    pongs = "SELECT COUNT(*) FROM outbox WHERE kind = 'pong' AND next_hop = '豫1402'"
+    pongs_before = _query(tree, "豫14", pongs)
+    ack = _send_batch(world.rogue, [deep])
+    # Payloads are opaque to the link (relays carry them unread): the destination refuses it when
+    # it delivers, audited with the envelope kept as evidence; no pong is sent back.
+    assert _rejections(ack) == {}
+    _assert_rejected(world, "豫14", since, {_id(deep): "malformed_envelope"}, "豫1402")
+    (entry,) = [e for e in _audit(tree, "豫14", since, "rejected") if e["envelope_id"] == _id(deep)]
+    assert "payload" in entry["message"]
+    assert _query(tree, "豫14", pongs) == pongs_before
+    _assert_serves(tree, "豫14")
+
+
+def test_many_half_open_connections_do_not_exhaust_the_node(world: World) -> None:
+    """Slow-loris by numbers: idle TCP sockets, TLS sessions that never speak HTTP/2, and link
+    streams that never say hello. The node keeps serving its children and welcomes a new link."""
+    tree = world.tree
+    host, _, port = world.listen("豫14").rpartition(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(200)]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    tls: list[socket.socket] = [
+        ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10)) for _ in range(30)
+    ]
+    # A preface sent one byte at a time and never finished.
+    for sock in tls[:10]:
+        for byte in b"PRI * HTTP/2.0\r\n":
+            sock.send(bytes([byte]))
+
+    async def run() -> None:
+        mute = [RogueLink(world.listen("豫14"), world.tls_pem("豫14")) for _ in range(20)]
+        for link in mute:
+            await link.__aenter__()
+        try:
+            await asyncio.to_thread(_assert_serves, tree, "豫14")
+            async with connected(world.rogue) as link:  # a real child still gets its link
+                ack = await link.send_batch([_ping(world.rogue.key, "豫1402", "豫14")])
+                assert _rejections(ack) == {}
+        finally:
+            for link in mute:
+                await link.__aexit__(None, None, None)
+
+    try:
+        asyncio.run(run())
+        children = {c["court"]: c["state"] for c in tree.status("豫14")["children"]}
+        assert children["豫1403"] == "up"
+    finally:
+        for sock in idle + tls:
+            sock.close()
+    _assert_serves(tree, "豫14")
