@@ -24,7 +24,7 @@ from hub.cli.node_cmds import status as node_status
 from hub.cli.output import console, emit_json, fail, table
 from hub.clock import iso
 from hub.config import Home
-from hub.errors import Unavailable
+from hub.errors import InvalidInput, Unavailable
 
 plugins_app = typer.Typer(help="Agency plugins (协查机构接入): list, reload.", no_args_is_help=True)
 
@@ -428,16 +428,29 @@ def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
 
 def worker(
     home: HomeOpt,
-    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Calls in flight per plugin.")] = 8,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=1000, help="Calls in flight per plugin (default: [agency] worker_concurrency)."),
+    ] = None,
     plugin: Annotated[list[str] | None, typer.Option("--plugin", help="Only these plugins (default: all).")] = None,
-    nats_url: Annotated[str, typer.Option(help="NATS URL (default: the node's bus).")] = "",
+    nats_url: Annotated[
+        str,
+        typer.Option(help="NATS URL or comma-separated cluster list (default: [bus] nats_url, else the node's)."),
+    ] = "",
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
-    """Run an extra worker on the node's agency queue (same store, same NATS) until SIGTERM."""
+    """Run an extra worker on the node's agency queue (same store, same NATS) until SIGTERM.
+
+    A worker needs only the node's config.toml (no keys): ``[store] url`` (PostgreSQL when workers
+    run beside the node) and ``[bus] nats_url`` (or COURTHUB_STORE__URL / COURTHUB_BUS__NATS_URL).
+    With several NATS URLs it reconnects to a surviving server; a worker killed mid-call loses
+    nothing — its jobs come back to another worker after the consumer's ack wait (docs/scale-out.md).
+    """
     from importlib.metadata import entry_points
 
     from hub.agency.service import close_plugins
     from hub.jobs import run_worker
+    from hub.natsserver import nats_servers
     from hub.plugins.hookspec import ENTRY_POINT_GROUP
     from hub.plugins.host import PluginHost
     from hub.store import Store
@@ -454,6 +467,16 @@ def worker(
             url = _bus_url(h)
         except Unavailable:
             fail(f"the node at {h.path} is not running and no --nats-url was given: start it first")
+    try:
+        servers = nats_servers(url)
+    except InvalidInput as exc:
+        fail(f"--nats-url / [bus] nats_url: {exc}")
+    if not config.store.url:
+        console.print(
+            f"[yellow]note[/]: [store] url is empty, so this worker uses the SQLite file {h.database}; "
+            "workers on other machines need a shared PostgreSQL store"
+        )
+    in_flight = concurrency or config.agency.worker_concurrency
     sections = {ep.name: {"enabled": False} for ep in entry_points(group=ENTRY_POINT_GROUP)}
     sections.update({k: dict(v) for k, v in config.plugins.items()})
 
@@ -470,10 +493,13 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        console.print(f"[green]worker[/] for {config.court}: {', '.join(names)} on {url}")
+        console.print(
+            f"[green]worker[/] for {config.court}: {', '.join(names)} on {', '.join(servers)} "
+            f"({in_flight} calls in flight per plugin)"
+        )
         try:
             w = await run_worker(
-                store, url, str(config.court), host, stop, plugins=names, concurrency=concurrency, sweep_interval_s=None
+                store, url, str(config.court), host, stop, plugins=names, concurrency=in_flight, sweep_interval_s=None
             )
             s = w.stats
             console.print(f"worker stopped: handled {s.handled}, answered {s.answered}, retried {s.retried}")
