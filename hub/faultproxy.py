@@ -1,4 +1,12 @@
-"""A TCP proxy that can cut, refuse and delay traffic: link faults for tests and chaos runs.
+"""A TCP proxy that can cut, refuse, delay and stall traffic: link faults for tests and chaos runs.
+
+* ``cut()``: every open connection is aborted (the peers see a reset) and new ones are refused
+  until ``heal()`` — a peer restarting or a firewall rejecting.
+* ``delay_ms``: every chunk waits this long before it is forwarded, in both directions — latency.
+* ``stall()``: nothing moves any more, but no connection is closed either: bytes are held (TCP
+  retransmits them in a real network, so none are lost) and new connections are accepted but not
+  forwarded until ``heal()`` — a black-holing router or a dead path without resets. Only
+  keepalives and timeouts can tell a peer that its link is gone.
 
 It runs its own event loop in a thread so it can be driven from synchronous test code. Only
 loopback: it listens on 127.0.0.1 and forwards to a loopback target.
@@ -20,7 +28,10 @@ class FaultProxy:
         self.delay_ms = 0
         self.cut_count = 0
         self._refusing = False
+        self.stall_count = 0
         self._loop = asyncio.new_event_loop()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -44,7 +55,14 @@ class FaultProxy:
         asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(10)
 
     def heal(self) -> None:
+        """End a cut or a stall: held bytes move again, new connections are forwarded."""
         self._refusing = False
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def stall(self) -> None:
+        """Hold every byte in both directions, on open and new connections, until ``heal``."""
+        self.stall_count += 1
+        self._loop.call_soon_threadsafe(self._flowing.clear)
 
     async def _drop_all(self) -> None:
         for writer in list(self._writers):
@@ -55,6 +73,8 @@ class FaultProxy:
         if self._refusing:
             writer.transport.abort()
             return
+        self._writers.add(writer)
+        await self._flowing.wait()  # a stalled path: the connection is accepted, nothing answers
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -73,6 +93,9 @@ class FaultProxy:
                 break
             if self.delay_ms:
                 await asyncio.sleep(self.delay_ms / 1000)
+            await self._flowing.wait()
+            if self._refusing:
+                break
             writer.write(data)
             await writer.drain()
 

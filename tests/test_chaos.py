@@ -9,21 +9,25 @@ named by its rule, court and envelope / item / request.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from hub.chaos.invariants import NodeSnapshot, SimSnapshot, Violation, check, read_node, read_sim
 from hub.chaos.load import Accepted
 from hub.chaos.runner import Campaign, render, tree_shape
-from hub.chaos.schedule import ALL_KINDS, NODE_KILLS, FaultKind, make_schedule
+from hub.chaos.schedule import ALL_KINDS, LINK_FAULTS, NODE_KILLS, make_schedule
 from hub.cli.demo_cmd import verify_home
 from hub.config import Home
+from hub.faultproxy import FaultProxy
 
 SEED = 11
 DURATION_S = 40.0
@@ -53,7 +57,7 @@ def test_schedule_never_overlaps_faults_on_one_target() -> None:
     shape = tree_shape()
     for seed in range(1, 20):
         faults = make_schedule(seed, 300, shape, rate_per_min=30)
-        for kind_group in (NODE_KILLS, (FaultKind.LINK_CUT, FaultKind.LINK_DELAY)):
+        for kind_group in (NODE_KILLS, LINK_FAULTS):
             by_target: dict[str, list[tuple[float, float]]] = {}
             for f in faults:
                 if f.kind in kind_group:
@@ -239,3 +243,58 @@ def test_cli_prints_the_same_schedule_for_a_seed_and_refuses_a_short_campaign() 
     assert run("--seed", "3", "--duration", "60", "--schedule-only", "--json").stdout == one.stdout
     short = run("--seed", "3", "--duration", "5")
     assert short.returncode == 2 and "--duration" in short.stderr
+
+
+def test_fault_proxy_stall_holds_bytes_without_closing_and_heal_delivers_them() -> None:
+    """A stalled link loses nothing and resets nothing: what was sent arrives after the heal."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def echo() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            threading.Thread(target=lambda c=conn: _echo(c), daemon=True).start()
+
+    threading.Thread(target=echo, daemon=True).start()
+    proxy = FaultProxy("127.0.0.1", server.getsockname()[1]).start()
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as client:
+            client.sendall(b"before")
+            assert _recv(client, 6) == b"before"
+            proxy.stall()
+            client.sendall(b"during")
+            client.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                client.recv(16)
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as late:
+                late.sendall(b"late")
+                proxy.heal()
+                client.settimeout(10)
+                assert _recv(client, 6) == b"during"
+                assert _recv(late, 4) == b"late"
+        assert proxy.stall_count == 1
+    finally:
+        proxy.stop()
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def _echo(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := conn.recv(4096):
+            conn.sendall(data)
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data

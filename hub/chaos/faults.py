@@ -122,6 +122,8 @@ class Injector:
             self.proxies[target].cut()
         elif kind is FaultKind.LINK_DELAY:
             self.proxies[target].delay_ms = fault.param
+        elif kind is FaultKind.LINK_STALL:
+            self.proxies[target].stall()
         elif kind is FaultKind.NATS_RESTART:
             pid = self.nats_pid(target)
             if pid is not None:
@@ -144,7 +146,7 @@ class Injector:
         if kind in NODE_KILLS:
             if not self.tree.running(target):
                 self.tree.start(target, timeout=120)
-        elif kind is FaultKind.LINK_CUT:
+        elif kind in (FaultKind.LINK_CUT, FaultKind.LINK_STALL):
             self.proxies[target].heal()
         elif kind is FaultKind.LINK_DELAY:
             self.proxies[target].delay_ms = 0

@@ -50,7 +50,7 @@ from hub import provision
 from hub.chaos.faults import Active, ChaosSimulator, Injector
 from hub.chaos.invariants import NodeSnapshot, SimSnapshot, Violation, check, read_node, read_sim
 from hub.chaos.load import BANK_LEAVES, Workload
-from hub.chaos.schedule import NODE_KILLS, SIM_FAULTS, Fault, FaultKind, TreeShape, make_schedule
+from hub.chaos.schedule import LINK_FAULTS, NODE_KILLS, SIM_FAULTS, Fault, FaultKind, TreeShape, make_schedule
 from hub.config import Home
 from hub.faultproxy import FaultProxy
 from hub.localtree import LocalTree, NodeSpec
@@ -361,7 +361,7 @@ class Campaign:
 
     def _quiet_for(self, rec: Recovery) -> bool:
         fault, h = rec.fault, rec.healed_ms
-        if fault.kind in NODE_KILLS or fault.kind in (FaultKind.LINK_CUT, FaultKind.LINK_DELAY):
+        if fault.kind in NODE_KILLS or fault.kind in LINK_FAULTS:
             if fault.kind in NODE_KILLS and not self.tree.running(fault.target):
                 return False
             links = self._links_of(fault.target) if fault.kind in NODE_KILLS else [

@@ -28,6 +28,7 @@ class FaultKind(enum.StrEnum):
     KILL_ROOT = "kill_root"  # SIGKILL the province node (root of the tree)
     LINK_CUT = "link_cut"  # the TCP proxy between a child and its parent drops everything
     LINK_DELAY = "link_delay"  # the proxy delays every chunk in both directions
+    LINK_STALL = "link_stall"  # the proxy holds every byte, closes nothing (a black hole, no resets)
     NATS_RESTART = "nats_restart"  # SIGKILL a node's embedded nats-server (the node must restart it)
     SIM_STOP = "sim_stop"  # SIGSTOP an agency simulator (it stops answering), SIGCONT later
     SIM_SLOW = "sim_slow"  # the simulator answers every request after a delay
@@ -37,6 +38,7 @@ class FaultKind(enum.StrEnum):
 
 ALL_KINDS = tuple(FaultKind)
 NODE_KILLS = (FaultKind.KILL_LEAF, FaultKind.KILL_RELAY, FaultKind.KILL_ROOT)
+LINK_FAULTS = (FaultKind.LINK_CUT, FaultKind.LINK_DELAY, FaultKind.LINK_STALL)
 SIM_FAULTS = (FaultKind.SIM_STOP, FaultKind.SIM_SLOW, FaultKind.SIM_DROP_REPLY, FaultKind.SIM_RESTART)
 
 
@@ -90,6 +92,9 @@ def _length(rng: random.Random, kind: FaultKind) -> float:
         return round(rng.uniform(1.0, 6.0), 1)
     if kind is FaultKind.NATS_RESTART:
         return 1.0  # the node restarts its bus by itself; the window is only for bookkeeping
+    if kind is FaultKind.LINK_STALL:
+        # some shorter, some longer than the links' keepalive (20 s + 10 s timeout)
+        return round(rng.choice((rng.uniform(3.0, 10.0), rng.uniform(30.0, 45.0))), 1)
     return round(rng.uniform(2.0, 8.0), 1)
 
 
@@ -108,7 +113,7 @@ def _candidates(shape: TreeShape, kind: FaultKind) -> tuple[str, ...]:
         return shape.relays
     if kind is FaultKind.KILL_ROOT:
         return (shape.root,)
-    if kind in (FaultKind.LINK_CUT, FaultKind.LINK_DELAY):
+    if kind in LINK_FAULTS:
         return tuple(sorted(shape.parents))
     if kind is FaultKind.NATS_RESTART:
         return shape.courts
@@ -120,7 +125,7 @@ def _resources(shape: TreeShape, kind: FaultKind, target: str) -> set[str]:
     if kind in NODE_KILLS:
         # a killed node also takes its parent link and its bus with it
         return {f"node:{target}", f"link:{target}", f"nats:{target}"}
-    if kind in (FaultKind.LINK_CUT, FaultKind.LINK_DELAY):
+    if kind in LINK_FAULTS:
         return {f"link:{target}", f"node:{target}"}
     if kind is FaultKind.NATS_RESTART:
         return {f"nats:{target}", f"node:{target}"}
@@ -145,7 +150,7 @@ def make_schedule(seed: int, duration_s: float, shape: TreeShape, *, rate_per_mi
     planned: list[tuple[float, float, FaultKind, str, int]] = []
 
     def place(kind: FaultKind, start: float) -> bool:
-        length = _length(rng, kind)
+        length = min(_length(rng, kind), round(window * 0.5, 1))
         param = _param(rng, kind)
         start = min(start, first_s + window - length)
         targets = list(_candidates(shape, kind))
