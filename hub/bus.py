@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from pathlib import Path
@@ -22,7 +23,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from hub.codes import CourtCode
 from hub.errors import InvalidInput
-from hub.natsserver import EmbeddedNats, nats_servers, stream_replicas
+from hub.natsserver import EmbeddedNats, nats_servers, stream_replicas, while_electing
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,16 @@ class Bus:
             nats_servers(self.url), name=f"court-hub {self.court}", max_reconnect_attempts=-1, reconnect_time_wait=0.5
         )
         self.js = self.nc.jetstream()
-        await self.js.add_stream(
-            StreamConfig(
-                name=self.events_stream,
-                subjects=[f"courthub.{self.token}.events.>"],
-                storage=StorageType.FILE,
-                max_age=7 * 86_400,
-                max_msgs=1_000_000,
-                num_replicas=stream_replicas(self.nc),  # three on a cluster of three or more
-            )
+        events = StreamConfig(
+            name=self.events_stream,
+            subjects=[f"courthub.{self.token}.events.>"],
+            storage=StorageType.FILE,
+            max_age=7 * 86_400,
+            max_msgs=1_000_000,
+            num_replicas=stream_replicas(self.nc),  # three on a cluster of three or more
         )
+        # On a cluster, right after a server died, JetStream answers only once a leader is elected.
+        await while_electing("events stream", functools.partial(self.js.add_stream, events))
         self._task = asyncio.create_task(self._publisher(), name="bus-publisher")
         if self.server is not None:
             self._watchdog = asyncio.create_task(self._watch(), name="bus-watchdog")

@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -74,7 +75,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, 
 from hub.bus import court_token
 from hub.clock import Clock, SystemClock
 from hub.errors import InvalidInput
-from hub.natsserver import nats_servers, stream_replicas
+from hub.natsserver import nats_servers, stream_replicas, while_electing
 from hub.plugins.host import CallOutcome, PluginFailure, PluginHost
 from hub.plugins.models import ControlRequest, InquiryRequest, InvalidModel
 from hub.store import Store
@@ -567,20 +568,19 @@ async def ensure_streams(
         ),
     ]
     for config in configs:
-        await _add_or_update_stream(js, config)
+        await while_electing(f"stream {config.name}", functools.partial(_add_or_update_stream, js, config))
     for plugin in plugins:
-        await js.add_consumer(
-            jobs_stream(node_code),
-            ConsumerConfig(
-                durable_name=consumer_name(plugin),
-                description=f"agency jobs for plugin {plugin}",
-                filter_subject=job_subject(node_code, plugin),
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=policy.ack_wait_s,
-                max_deliver=policy.max_deliver,
-                max_ack_pending=10_000,
-            ),
+        consumer = ConsumerConfig(
+            durable_name=consumer_name(plugin),
+            description=f"agency jobs for plugin {plugin}",
+            filter_subject=job_subject(node_code, plugin),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=policy.ack_wait_s,
+            max_deliver=policy.max_deliver,
+            max_ack_pending=10_000,
         )
+        add = functools.partial(js.add_consumer, jobs_stream(node_code), consumer)
+        await while_electing(f"consumer {consumer.durable_name}", add)
 
 
 async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -44,6 +44,7 @@ import atexit
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -54,17 +55,22 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
+
+import nats.errors as nats_errors
+import nats.js.errors as nats_js_errors
 
 from hub.errors import InvalidInput, Unavailable
 from hub.netutil import free_port
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EmbeddedNats",
@@ -73,6 +79,7 @@ __all__ = [
     "find_nats_server",
     "nats_servers",
     "stream_replicas",
+    "while_electing",
 ]
 
 LOG_NAME = "nats-server.log"
@@ -443,6 +450,31 @@ def stream_replicas(nc: Client, configured: Sequence[str] = (), *, most: int = 3
     message and a new leader takes over within seconds; one on a lone (embedded) server."""
     size = max(len(configured), len(nc.servers), 1)
     return max(1, min(size, most))
+
+
+async def while_electing(what: str, step: Callable[[], Awaitable[Any]], limit_s: float = 60.0) -> None:
+    """Run a JetStream API step (create a stream, a consumer …), again while the cluster cannot
+    answer it yet.
+
+    Right after a server of the cluster died (or while the cluster starts) the JetStream API times
+    out or answers 503 until a new meta/stream leader is elected — seconds. A node or worker
+    starting in that window waits instead of exiting; after ``limit_s`` the last error is raised."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    delay = 0.25
+    while True:
+        try:
+            await step()
+            return
+        except (nats_errors.TimeoutError, nats_errors.NoRespondersError, nats_js_errors.ServiceUnavailableError) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("JetStream not ready for %s (%s); trying again in %.1f s", what, type(exc).__name__, delay)
+        except nats_js_errors.APIError as exc:
+            if exc.code != 503 or asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("JetStream not ready for %s (%s); trying again in %.1f s", what, exc.description, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 class NatsCluster:
