@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class LocalTree:
         self.homes = {s.court: base / f"node-{i:02d}" for i, s in enumerate(specs)}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
+        # Admin calls may come from several threads (the chaos load) while another kills nodes.
+        self._channels_lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------------------------
     def provision(self) -> None:
@@ -126,6 +129,18 @@ class LocalTree:
         self.wait_links(timeout)
 
     def start(self, court: str, timeout: float = 60) -> None:
+        self.spawn(court)
+        self.wait_ready(court, timeout)
+
+    def start_many(self, courts: list[str], timeout: float = 60) -> None:
+        """Start several nodes at once (their start-ups overlap), then wait until each is ready."""
+        for court in courts:
+            self.spawn(court)
+        for court in courts:
+            self.wait_ready(court, timeout)
+
+    def spawn(self, court: str) -> None:
+        """Start the node's process without waiting for it to be ready."""
         home = self.homes[court]
         log = open(home / "node.log", "ab")  # noqa: SIM115 - handed to the child process
         self.procs[court] = subprocess.Popen(
@@ -137,7 +152,6 @@ class LocalTree:
             start_new_session=True,
         )
         log.close()
-        self.wait_ready(court, timeout)
 
     def wait_ready(self, court: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -207,9 +221,10 @@ class LocalTree:
                     self.stop(court)
                 except Exception:  # noqa: S112 - best effort at teardown
                     continue
-        for channel in self._channels.values():
+        with self._channels_lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
             channel.close()
-        self._channels.clear()
 
     def __enter__(self) -> LocalTree:
         return self
@@ -219,7 +234,8 @@ class LocalTree:
 
     # -- admin -----------------------------------------------------------------------------------
     def _drop_channel(self, court: str) -> None:
-        channel = self._channels.pop(court, None)
+        with self._channels_lock:
+            channel = self._channels.pop(court, None)
         if channel is not None:
             channel.close()
 
@@ -227,11 +243,16 @@ class LocalTree:
         sock = Home(self.homes[court]).admin_socket
         if not sock.exists():
             raise Unavailable(f"node {court} has no admin socket")
-        channel = self._channels.get(court)
-        if channel is None:
-            channel = self._channels[court] = grpc.insecure_channel(f"unix://{sock}")
+        with self._channels_lock:
+            channel = self._channels.get(court)
+            if channel is None:
+                channel = self._channels[court] = grpc.insecure_channel(f"unix://{sock}")
         try:
             return fn(agrpc.AdminServiceStub(channel))
+        except ValueError as exc:  # another thread closed the channel (the node was killed or restarted)
+            if "closed" not in str(exc).lower():
+                raise
+            raise Unavailable(f"node {court}: admin channel closed") from None
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 self._drop_channel(court)

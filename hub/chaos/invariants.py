@@ -24,7 +24,9 @@ Invariants (each violation names its rule, the court and the envelope / item / r
 ``agency_lost``         a control request a court holds as done/partial/queued exists at the agency;
 ``audit_broken``        every node's audit chain verifies (hashes and seals);
 ``accepted_lost``       every operation a node acknowledged to the load is in that node's store;
-``fault_unrecovered``   every fault's recovery was observed (see :mod:`hub.chaos.runner`).
+``fault_unrecovered``   every fault's recovery was observed (see :mod:`hub.chaos.runner`);
+``fault_unhealed``      every heal worked (e.g. a killed node started again and served);
+``fault_not_injected``  every fault could be injected.
 """
 
 from __future__ import annotations

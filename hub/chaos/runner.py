@@ -33,6 +33,7 @@ Convergence times, precisely:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -41,6 +42,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,21 +223,29 @@ class Campaign:
                 "officer_ids": [f"{spec.court}-0031", f"{spec.court}-0047"],
             }
             tree.configure(spec.court, plugins=plugins, agency=agency)
-        for spec in CHAOS_TREE:
-            if spec.parent is not None:
-                token = provision.issue_token(tree.homes[spec.parent], spec.court, 600)
-                import asyncio
-
-                asyncio.run(provision.join(tree.homes[spec.court], token.token))
-                home = Home(tree.homes[spec.court])
-                config = home.load()
-                assert config.parent is not None
-                host, _, port = config.parent.address.rpartition(":")
-                proxy = self.proxies[spec.court] = FaultProxy(host, int(port)).start()
-                config.parent.address = proxy.address
-                home.save(config)
-            tree.start(spec.court, timeout=120)
+        # Level by level: a child joins through its running parent, then the level starts at once.
+        level = [s for s in CHAOS_TREE if s.parent is None]
+        while level:
+            for spec in level:
+                if spec.parent is not None:
+                    self._join_through_proxy(spec)
+            tree.start_many([s.court for s in level], timeout=120)
+            started = {s.court for s in level}
+            level = [s for s in CHAOS_TREE if s.parent in started]
         tree.wait_links(120)
+
+    def _join_through_proxy(self, spec: NodeSpec) -> None:
+        """Enroll the child with its parent, then point its parent link at a fault proxy."""
+        assert spec.parent is not None
+        token = provision.issue_token(self.tree.homes[spec.parent], spec.court, 600)
+        asyncio.run(provision.join(self.tree.homes[spec.court], token.token))
+        home = Home(self.tree.homes[spec.court])
+        config = home.load()
+        assert config.parent is not None
+        host, _, port = config.parent.address.rpartition(":")
+        proxy = self.proxies[spec.court] = FaultProxy(host, int(port)).start()
+        config.parent.address = proxy.address
+        home.save(config)
 
     # -- the campaign ----------------------------------------------------------------------------
     def run(self) -> Report:
@@ -255,6 +265,7 @@ class Campaign:
             raise
         except Exception as exc:
             self.report.error = f"{type(exc).__name__}: {exc}"
+            _say(self.log, "chaos: the campaign failed:\n" + traceback.format_exc())
         finally:
             self.cleanup()
             self.report.wall_s = time.monotonic() - started
@@ -285,15 +296,27 @@ class Campaign:
                 while i < len(events) and events[i][0] <= now:
                     _, heal, fault = events[i]
                     i += 1
-                    if not heal:
-                        active[fault.seq] = self.injector.inject(fault)
-                        self.report.faults_by_kind[fault.kind.value] += 1
-                    else:
-                        act = active.pop(fault.seq)
-                        self.injector.heal(act)
-                        rec = Recovery(fault, time.monotonic(), int(time.time() * 1000), act.detail.get("pid"))
-                        pending.append(rec)
-                        self.report.recoveries.append(rec)
+                    try:
+                        if not heal:
+                            active[fault.seq] = self.injector.inject(fault)
+                            self.report.faults_by_kind[fault.kind.value] += 1
+                        elif fault.seq in active:
+                            act = active.pop(fault.seq)
+                            self.injector.heal(act)
+                            rec = Recovery(fault, time.monotonic(), int(time.time() * 1000), act.detail.get("pid"))
+                            pending.append(rec)
+                            self.report.recoveries.append(rec)
+                    except Exception as exc:  # the fault (or its heal) failed: a finding, not a crash
+                        what = "heal" if heal else "injection"
+                        _say(self.log, f"chaos: {what} of fault #{fault.seq} failed: {exc}")
+                        self.report.violations.append(
+                            Violation(
+                                "fault_unhealed" if heal else "fault_not_injected",
+                                fault.target,
+                                f"fault #{fault.seq} {fault.kind.value}",
+                                f"{what} failed: {type(exc).__name__}: {str(exc)[-500:]}",
+                            )
+                        )
                 pending = [r for r in pending if not self._recovered(r)]
                 if time.monotonic() >= next_progress:
                     next_progress += PROGRESS_S
@@ -361,10 +384,11 @@ class Campaign:
 
     def _quiet_for(self, rec: Recovery) -> bool:
         fault, h = rec.fault, rec.healed_ms
-        if fault.kind in NODE_KILLS or fault.kind in LINK_FAULTS:
+        if fault.kind in NODE_KILLS or fault.kind in LINK_FAULTS or fault.kind is FaultKind.NODE_PAUSE:
             if fault.kind in NODE_KILLS and not self.tree.running(fault.target):
                 return False
-            links = self._links_of(fault.target) if fault.kind in NODE_KILLS else [
+            whole = fault.kind in NODE_KILLS or fault.kind is FaultKind.NODE_PAUSE
+            links = self._links_of(fault.target) if whole else [
                 (fault.target, self.shape.parents[fault.target]), (self.shape.parents[fault.target], fault.target)
             ]  # fmt: skip
             sql = "SELECT count(*) FROM outbox WHERE state='pending' AND next_hop=? AND created_at_ms<=?"
@@ -473,8 +497,7 @@ class Campaign:
         """Stop everything this campaign started (also after a failure or Ctrl-C)."""
         if self.load is not None:
             self.load.stop(5)
-        for sim in self.sims.values():
-            sim.resume()
+        self.injector.resume_all()
         with contextlib.suppress(Exception):
             self.tree.stop_all()
         for proxy in self.proxies.values():

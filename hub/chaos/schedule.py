@@ -26,6 +26,7 @@ class FaultKind(enum.StrEnum):
     KILL_LEAF = "kill_leaf"  # SIGKILL a basic court's node, restart it after a pause
     KILL_RELAY = "kill_relay"  # SIGKILL a city node (relays for its children)
     KILL_ROOT = "kill_root"  # SIGKILL the province node (root of the tree)
+    NODE_PAUSE = "node_pause"  # SIGSTOP a node process (a hung node: sockets open, nothing answers), SIGCONT later
     LINK_CUT = "link_cut"  # the TCP proxy between a child and its parent drops everything
     LINK_DELAY = "link_delay"  # the proxy delays every chunk in both directions
     LINK_STALL = "link_stall"  # the proxy holds every byte, closes nothing (a black hole, no resets)
@@ -90,6 +91,8 @@ def _length(rng: random.Random, kind: FaultKind) -> float:
     """How long a fault lasts (seconds): node downtime, cut length, delay window …"""
     if kind in NODE_KILLS:
         return round(rng.uniform(1.0, 6.0), 1)
+    if kind is FaultKind.NODE_PAUSE:
+        return round(rng.choice((rng.uniform(2.0, 10.0), rng.uniform(30.0, 40.0))), 1)
     if kind is FaultKind.NATS_RESTART:
         return 1.0  # the node restarts its bus by itself; the window is only for bookkeeping
     if kind is FaultKind.LINK_STALL:
@@ -115,15 +118,15 @@ def _candidates(shape: TreeShape, kind: FaultKind) -> tuple[str, ...]:
         return (shape.root,)
     if kind in LINK_FAULTS:
         return tuple(sorted(shape.parents))
-    if kind is FaultKind.NATS_RESTART:
+    if kind in (FaultKind.NATS_RESTART, FaultKind.NODE_PAUSE):
         return shape.courts
     return shape.simulators
 
 
 def _resources(shape: TreeShape, kind: FaultKind, target: str) -> set[str]:
     """The things a fault occupies while it lasts (no two faults share one)."""
-    if kind in NODE_KILLS:
-        # a killed node also takes its parent link and its bus with it
+    if kind in NODE_KILLS or kind is FaultKind.NODE_PAUSE:
+        # a killed or hung node also takes its parent link and its bus with it
         return {f"node:{target}", f"link:{target}", f"nats:{target}"}
     if kind in LINK_FAULTS:
         return {f"link:{target}", f"node:{target}"}
