@@ -44,6 +44,7 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -133,8 +134,14 @@ class JobDoneCounter:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
+
+        async def quiet(exc: Exception) -> None:  # a killed server's refusals are expected here
+            pass
+
         try:
-            nc = await nats.connect(nats_servers(self.url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+            nc = await nats.connect(
+                nats_servers(self.url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet
+            )
         except Exception as exc:
             self._error = exc
             self._ready.set()
@@ -561,6 +568,7 @@ def run(jobs: int = 1000, *, store_url: str | None = None, base: Path | None = N
     from hub.pgserver import TempPostgres
 
     cases = max(jobs // JOBS_PER_CASE, 2)
+    temporary = base is None
     base = base or Path(tempfile.mkdtemp(prefix="court-hub-bench-scaleout-"))
     with contextlib.ExitStack() as stack:
         if store_url is None:
@@ -573,6 +581,8 @@ def run(jobs: int = 1000, *, store_url: str | None = None, base: Path | None = N
         filed3, recovery = fault_phase(deployment, 2 * cases, one_worker_rate=one["jobs_per_s"], timeout=600)
         everything = [filed1, filed2, *filed3]
         figures, violations = check(deployment, everything, deployment.jobs(everything))
+    if temporary and not violations:  # kept (logs, ledgers) when something is wrong
+        shutil.rmtree(base, ignore_errors=True)
     return {
         "configuration": (
             "PostgreSQL + 3-server NATS JetStream cluster (R3 streams) + `court-hub run` (node_worker=false: "
@@ -589,4 +599,5 @@ def run(jobs: int = 1000, *, store_url: str | None = None, base: Path | None = N
         "checks": figures,
         "violations": violations,
         "cpu_cores": os.cpu_count(),
+        "kept": "" if (temporary and not violations) else str(base),
     }
