@@ -61,15 +61,16 @@ def bench_outage(
 @bench_app.command("scaleout")
 def bench_scaleout(
     jobs: Annotated[int, typer.Option("--jobs", "-n", min=50, max=100_000, help="Agency jobs per phase.")] = 1000,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="Alternating 1-worker/2-worker phases (medians).")] = 1,
     store_url: Annotated[
-        str, typer.Option("--store-url", help="PostgreSQL URL to use (default: a throwaway cluster via pg_ctl).")
+        str, typer.Option("--store-url", help="An empty PostgreSQL database (default: a throwaway cluster via pg_ctl).")
     ] = "",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Node + 1 vs 2 `court-hub worker` on PostgreSQL and a 3-server NATS cluster; kill a server and a worker."""
     from hub.bench.scaleout import run
 
-    result = run(jobs, store_url=store_url or None)
+    result = run(jobs, repeats=repeats, store_url=store_url or None)
     if json_out:
         emit_json(result)
     else:
