@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -665,8 +666,10 @@ def _tls_attempt(host: str, port: int, version: ssl.TLSVersion | None) -> str:
     if version is not None:
         with contextlib.suppress(ssl.SSLError):
             ctx.set_ciphers("ALL:@SECLEVEL=0")  # let this client *offer* the old protocol at all
-        ctx.minimum_version = version
-        ctx.maximum_version = version
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # deprecated: that is the point
+            ctx.minimum_version = version
+            ctx.maximum_version = version
     with socket.create_connection((host, port), timeout=10) as raw:
         try:
             with ctx.wrap_socket(raw) as tls:
@@ -915,12 +918,12 @@ def test_keys_and_join_tokens_never_appear_in_logs_or_errors(world: World) -> No
         done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60, check=False)
         outputs.append(done.stdout + done.stderr)
 
-    run("join", "--home", str(first), "--token", token.token)  # succeeds
+    asyncio.run(provision.join(first, token.token))
+    # Each CLI start costs seconds: three failures that print what a careless one would print.
     run("join", "--home", str(world.fresh_home("豫1408")), "--token", token.token)  # reused: refused
     run("join", "--home", str(world.fresh_home("豫1408")), "--token", token.token[:-5] + "AAAAA")  # forged
-    run("join", "--home", str(world.fresh_home("豫1408")), "--token", "garbage.token.here")
     run("status", "--home", str(world.base / "no-such-home"))
-    assert "token_used" in outputs[1] or "已使用" in outputs[1] or "used" in outputs[1], outputs[1]
+    assert "used" in outputs[0] or "已使用" in outputs[0], outputs[0]
     outputs.append(_admin_error(lambda: tree.call("豫14", "revoke", {"court": "豫"})))
 
     secrets: dict[str, str] = {}
@@ -936,7 +939,7 @@ def test_keys_and_join_tokens_never_appear_in_logs_or_errors(world: World) -> No
         haystacks[f"{court} node.log"] = (home / "node.log").read_text(errors="replace")
         details = _query(tree, court, "SELECT detail FROM audit WHERE detail IS NOT NULL")
         haystacks[f"{court} audit details"] = "\n".join(str(d[0]) for d in details)
-    assert sum(len(h) for h in haystacks.values()) > 10_000  # there was plenty to look through
+    assert sum(len(h) for h in haystacks.values()) > 3_000  # there was plenty to look through
     for where, text_ in haystacks.items():
         for secret, what in secrets.items():
             assert secret not in text_, f"{what} appears in {where}"
