@@ -14,6 +14,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from inproc import InProcTree, inproc_tree
 from rogue import Identity, RogueLink, connected, envelope
 from sqlalchemy import func, select
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from hub import provision
 from hub.codes import CourtCode
 from hub.federation.envelope import Target
-from hub.federation.ratelimit import throttled_counter
+from hub.federation.ratelimit import TokenBucket, throttled_counter
 from hub.localtree import NodeSpec
 from hub.netutil import free_port
 from hub.proto.courthub.v1 import link_pb2 as lpb
@@ -137,3 +138,21 @@ async def test_flooding_child_is_rate_limited_without_starving_its_sibling(tmp_p
         assert all(not a.ack.rejections for a in acks)
         assert sorted(a.ack.seq for a in acks) == list(range(1, BATCHES + 1))
         assert await _count(tree, "豫14", "豫1402") == total
+
+
+def test_token_bucket_arithmetic() -> None:
+    """Burst first, then the rate; a batch beyond the burst waits for a full bucket and goes into
+    debt (slowed, never stuck); rate 0 never waits."""
+    now = [0.0]
+    bucket = TokenBucket(100.0, 50, monotonic=lambda: now[0])
+    assert bucket.wait_s(50) == 0
+    bucket.take(50)
+    assert bucket.wait_s(10) == pytest.approx(0.1)
+    now[0] += 0.1
+    assert bucket.wait_s(10) == 0
+    bucket.take(10)
+    assert bucket.wait_s(500) == pytest.approx(0.5)  # capped at the burst: waits for a full bucket ...
+    now[0] += 0.5
+    bucket.take(500)  # ... then takes it all, 450 in debt
+    assert bucket.wait_s(1) == pytest.approx(4.51)
+    assert TokenBucket(0, 0).wait_s(10**9) == 0
