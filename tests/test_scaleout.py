@@ -4,7 +4,9 @@ a real process started here. Under load, one NATS server (the job stream's leade
 are SIGKILLed: no job is lost, none is settled twice, no agency request id takes effect twice, and
 everything settles. Throughput is not asserted; ``court-hub bench scaleout`` prints it.
 
-Bounded: about 300 jobs; the jobs the dead worker held come back after the consumer's 30 s
+Then the node is restarted while another server is down and serves on the remaining two.
+
+Bounded: about 350 jobs; the jobs the dead worker held come back after the consumer's 30 s
 ``ack_wait``, so a run takes roughly a minute.
 """
 
@@ -65,6 +67,17 @@ def test_node_and_two_workers_survive_a_nats_server_and_a_worker_killed(
         assert replicas == 3
         deployment.wait(lambda: all(_stream_replicas(deployment.nats.url)[1]), 60, "replicas current")
         assert len(current) == 2  # the leader plus two followers
+
+        # The node restarts while a server of the cluster is down (killed just before: its streams
+        # may still be electing a leader) and serves on the other two: new cases all settle.
+        deployment.tree.stop(COURT)
+        deployment.nats.kill(deployment.job_stream_leader())
+        deployment.tree.start(COURT, timeout=120)
+        deployment.start_worker("c")
+        later = deployment.file(10)
+        rows = deployment.wait_settled([later], 120)
+        figures, violations = check(deployment, [later], rows)
+        assert violations == [] and figures["by_status"] == {"answered": 50}
 
 
 def test_cluster_url_lists_are_split_and_bad_entries_named() -> None:
