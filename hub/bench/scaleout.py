@@ -536,7 +536,10 @@ def fault_phase(
     rate_before = len(before) / max((killed_ms - start) / 1000, 1e-3)
     gap_ms = (after[0] - killed_ms) if after else None
     window_ms = 2000
-    bar = 0.8 * (one_worker_rate or rate_before / 2) * window_ms / 1000
+    # Recovered: a 2-s window after the kills with at least 80 % of what one worker did — the
+    # lower of its own phase's rate and the rate before the kills (a busy machine slows both).
+    reference = min(one_worker_rate, rate_before) if one_worker_rate > 0 else rate_before / 2
+    bar = 0.8 * reference * window_ms / 1000
     recovered_ms: int | None = None
     j = 0
     for i, t in enumerate(after):  # the first 2-s window (starting at an answer) reaching the bar
@@ -545,9 +548,13 @@ def fault_phase(
         if j - i >= bar:
             recovered_ms = t + window_ms - killed_ms
             break
-    steady = [t for t in after if recovered_ms is not None and t >= killed_ms + recovered_ms - window_ms]
-    cut = steady[: max(int(len(steady) * 0.9), 1)]
+    # The rate after: from 2 s after the kills to the 90th percentile of the later answers (the
+    # stragglers the dead worker held, back after ack_wait, would stretch it).
+    cut = [t for t in after if t >= killed_ms + window_ms]
+    cut = cut[: max(int(len(cut) * 0.9), 1)]
     rate_after = (len(cut) / max((cut[-1] - cut[0]) / 1000, 1e-3)) if len(cut) > 1 else 0.0
+    buckets = collections.Counter((t - killed_ms) // 1000 for t in done if -5000 <= t - killed_ms < 15000)
+    timeline = " ".join(str(buckets.get(second, 0)) for second in range(-5, 15))
     figures = {
         "killed_nats_server": deployment.nats.servers[victim].server_name,
         "killed_worker": "a",
@@ -560,6 +567,7 @@ def fault_phase(
         "last_settled_ms": done[-1] - killed_ms if done else None,
         "all_settled_seen_ms": settled_ms - killed_ms,
         "nats_restart_s": round(rejoin_s, 2),
+        "answers_per_s_from_minus_5_s": timeline,
     }
     return [first, second], figures
 
