@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.codes import CourtCode
 from hub.errors import ConfigError, InvalidCode
+from hub.text import control_character
 
 ENV_PREFIX = "COURTHUB_"
 
@@ -52,6 +53,13 @@ class NodeSection(_Section):
 
     _court = field_validator("court")(_court)
     _listen = field_validator("listen")(_address)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if bad := control_character(value):
+            raise ValueError(f"court name contains a control character ({bad})")
+        return value
 
     @field_validator("advertise")
     @classmethod

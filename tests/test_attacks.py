@@ -815,14 +815,14 @@ def test_sqlish_strings_in_every_text_field_are_stored_verbatim_or_refused(world
     tables = {c: _tables(tree, c) for c in ("豫14", "豫1403")}
     sent: dict[str, str] = {}
     for text_ in SQLISH:
-        try:
-            sent[tree.send_directive("豫14", "豫1403", text_, text_)] = text_
-        except grpc.RpcError as refused:
-            # Only NUL may be refused (PostgreSQL text cannot hold it), and then with nothing
-            # half-stored: no directive row, no envelope queued. (Today the refusal is a bare
-            # "internal error"; it should name the field — reported to the lead, issue 6.)
-            assert "\x00" in text_, (text_, refused.details())
+        if "\x00" in text_:
+            # NUL (and every control character) is refused on every backend, naming the field,
+            # with nothing half-stored: no directive row, no envelope queued.
+            message = _admin_error(lambda t=text_: tree.send_directive("豫14", "豫1403", t, t))
+            assert "directive title contains a control character ('\\x00' at position 1)" in message
             assert not _query(tree, "豫14", "SELECT 1 FROM directives WHERE body LIKE 'a%b'")
+            continue
+        sent[tree.send_directive("豫14", "豫1403", text_, text_)] = text_
 
     def stored(court: str) -> dict[str, tuple[str, str]]:
         rows = _query(tree, court, "SELECT envelope_id, title, body FROM directives")

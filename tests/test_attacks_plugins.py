@@ -64,6 +64,10 @@ MALICIOUS: list[tuple[str, dict[str, Any], str]] = [
     ("other-request-id", {"request_id": "req-someone-else", "status": "not_found"}, "InquiryResult.request_id"),
     ("request-id-injection", {"request_id": "req-1\n--", "status": "not_found"}, "InquiryResult.request_id"),
     ("blank-asset-id", {"status": "answered", "assets": [_asset(asset_id=" \t ")]}, "asset_id"),
+    ("nul-in-asset-id", {"status": "answered", "assets": [_asset(asset_id="61\x0022")]}, "asset_id"),
+    ("terminal-escape", {"status": "answered", "assets": [_asset(institution="\x1b[31mred")]}, "institution"),
+    ("header-injection", {"status": "answered", "assets": [_asset(holder_name="a\r\nSet-Cookie: x")]}, "holder_name"),
+    ("nul-in-message", {"status": "rejected", "message": "x\x00y"}, "InquiryResult.message"),
 ]
 
 

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError, StatementError
 
 from hub.audit import AuditLog
 from hub.clock import Clock
@@ -448,12 +449,20 @@ class Exchange:
                     with tx.conn.begin_nested():
                         handler(Delivery(tx, opened, payload, self))
                         tx.flush()
-        except CourtHubError as exc:
+        except (CourtHubError, StatementError) as exc:
+            if isinstance(exc, StatementError) and _transient(exc):
+                raise  # the store itself failed: the batch is not acked and comes again
             # The savepoint undid the handler's writes; undo what it buffered in memory too.
             tx.outbox_rows.clear()
             tx.audit.rollback(mark)
             del tx.events[n_events:], tx.callbacks[n_callbacks:]
-            self._refuse(tx, opened, from_hop, exc.reason, exc.message)
+            if isinstance(exc, CourtHubError):
+                self._refuse(tx, opened, from_hop, exc.reason, exc.message)
+            else:
+                # This envelope's content cannot be stored here (a value the database rejects):
+                # refusing it is final, where raising would block the link with endless resends.
+                reason = type(exc.orig or exc).__name__
+                self._refuse(tx, opened, from_hop, "unstorable", f"the store refused its content ({reason})")
             return
         tx.audit.append(
             "received",
@@ -605,6 +614,11 @@ class Exchange:
             log.flush()
 
         return work
+
+
+def _transient(exc: StatementError) -> bool:
+    """A failure of the database itself (connection, disk, lock), not of what was written."""
+    return isinstance(exc, OperationalError | InterfaceError | InternalError)
 
 
 def receipt_handler(delivery: Delivery) -> None:

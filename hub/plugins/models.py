@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from hub.codes import CaseNumber, CourtCode
 from hub.errors import ConfigError, CourtHubError, InvalidCode, InvalidInput
+from hub.text import control_character
 
 __all__ = [
     "AgencyKind",
@@ -306,9 +307,12 @@ def _check_text(
     max_len: int = 200,
     pattern: re.Pattern[str] | None = None,
     choices: type[StrEnum] | None = None,
+    multiline: bool = False,
 ) -> str:
     if not isinstance(value, str):
         raise InvalidModel(where, f"expected a string, got {_type_name(value)}")
+    if bad := control_character(value, multiline=multiline):
+        raise InvalidModel(where, f"contains a control character ({bad})")
     if not value.strip():
         raise InvalidModel(where, "must not be empty")
     if len(value) > max_len:
@@ -620,10 +624,14 @@ class Asset:
     def __post_init__(self) -> None:
         _check_text("Asset.kind", self.kind, max_len=40, pattern=re.compile(r"[a-z][a-z0-9_]*"))
         _check_text("Asset.asset_id", self.asset_id, max_len=100)
-        if not isinstance(self.institution, str) or len(self.institution) > 200:
-            raise InvalidModel("Asset.institution", "expected a string of at most 200 characters")
-        if not isinstance(self.holder_name, str) or len(self.holder_name) > 100:
-            raise InvalidModel("Asset.holder_name", "expected a string of at most 100 characters")
+        for where, value, limit in (
+            ("Asset.institution", self.institution, 200),
+            ("Asset.holder_name", self.holder_name, 100),
+        ):
+            if not isinstance(value, str) or len(value) > limit:
+                raise InvalidModel(where, f"expected a string of at most {limit} characters")
+            if bad := control_character(value):
+                raise InvalidModel(where, f"contains a control character ({bad})")
         _check_opt_int("Asset.amount_fen", self.amount_fen, max=MAX_AMOUNT_FEN)
         _check_text("Asset.currency", self.currency, max_len=3, pattern=re.compile(r"[A-Z]{3}"))
         object.__setattr__(self, "attributes", _check_json_object("Asset.attributes", self.attributes))
@@ -684,7 +692,7 @@ class InquiryResult:
             raise InvalidModel("InquiryResult.message", "is required when status is rejected")
         _check_int("InquiryResult.answered_at_ms", self.answered_at_ms)
         _check_opt_text("InquiryResult.agency_ref", self.agency_ref, max_len=100)
-        _check_opt_text("InquiryResult.message", self.message, max_len=2000)
+        _check_opt_text("InquiryResult.message", self.message, max_len=2000, multiline=True)
 
     @classmethod
     def from_dict(cls, data: object) -> InquiryResult:
@@ -842,7 +850,7 @@ class ControlResult:
         _check_opt_int("ControlResult.effective_at_ms", self.effective_at_ms)
         _check_opt_int("ControlResult.expires_at_ms", self.expires_at_ms)
         _check_opt_int("ControlResult.queue_position", self.queue_position, min=1)
-        _check_opt_text("ControlResult.reason", self.reason, max_len=2000)
+        _check_opt_text("ControlResult.reason", self.reason, max_len=2000, multiline=True)
         _check_int("ControlResult.answered_at_ms", self.answered_at_ms)
         _check_opt_text("ControlResult.agency_ref", self.agency_ref, max_len=100)
         object.__setattr__(self, "attributes", _check_json_object("ControlResult.attributes", self.attributes))

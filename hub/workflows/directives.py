@@ -17,6 +17,7 @@ from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
 from hub.proto.courthub.v1 import payloads_pb2 as ppb
 from hub.store.schema import deliveries, directives
+from hub.text import control_character
 from hub.trust import below
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ def validate(title: str, body: str, level: str) -> None:
         raise InvalidInput(f"directive body is {len(body)} characters; the limit is {MAX_BODY}")
     if level not in LEVELS:
         raise InvalidInput(f"directive level {level!r} must be one of {', '.join(LEVELS)}")
+    for field, text, multiline in (("title", title, False), ("body", body, True)):
+        if bad := control_character(text, multiline=multiline):
+            raise InvalidInput(f"directive {field} contains a control character ({bad})")
 
 
 class Directives:

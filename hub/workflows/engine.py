@@ -32,6 +32,7 @@ from hub.federation import kinds
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
 from hub.proto.courthub.v1 import workflow_pb2 as wpb
+from hub.text import control_character
 from hub.trust import below
 from hub.workflows.schema import attachments, workflow_events, workflow_items
 
@@ -244,8 +245,7 @@ class WorkflowEngine:
         spec = self.spec(workflow)
         me = self.node.me
         spec.relation.check(me, party)
-        if not title.strip() or len(title) > 200:
-            raise InvalidInput(f"{workflow}: title must be 1–200 characters")
+        _check_title(workflow, title)
         raw = dict(data)
         clean = _checked(spec.create_check, raw)
         deadline = spec.create_deadline(tx.now_ms, clean) if spec.create_deadline else None
@@ -406,6 +406,7 @@ class WorkflowEngine:
                 )
             spec.relation.check(issuer, party)
             title = str(data.pop("title", ""))
+            _check_title(spec.name, title)
             clean = _checked(spec.create_check, data)
             self._insert(
                 delivery.tx,
@@ -644,3 +645,10 @@ def days(n: float) -> Deadline:
 
 def clear() -> Deadline:
     return lambda _now, _data: 0
+
+
+def _check_title(workflow: str, title: str) -> None:
+    if not title.strip() or len(title) > 200:
+        raise InvalidInput(f"{workflow}: title must be 1–200 characters")
+    if bad := control_character(title):
+        raise InvalidInput(f"{workflow}: title contains a control character ({bad})")
