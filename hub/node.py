@@ -169,6 +169,12 @@ class Node:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.http2.max_ping_strikes", 0),
+                # Half-open connections cost a socket each: a TLS handshake must finish in 10 s,
+                # a connection carries at most 100 streams (a child needs 1–3), and a connection
+                # with no call in flight for 5 minutes is closed.
+                ("grpc.server_handshake_timeout_ms", 10_000),
+                ("grpc.max_concurrent_streams", 100),
+                ("grpc.max_connection_idle_ms", 300_000),
             ],
         )
         server.add_generic_rpc_handlers([LinkServer(self).handler()])

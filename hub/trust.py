@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.clock import Clock
 from hub.codes import CourtCode
-from hub.errors import InvalidCode, TrustError
+from hub.errors import InvalidCode, InvalidInput, TrustError
 from hub.keys import CourtKey, b64url, b64url_decode, public_key_from_raw
 
 
@@ -106,7 +106,7 @@ class CourtCertificate:
             court=_court(c, "sub", what),
             name=_claim(c, "name", str, what),
             issuer=_court(c, "iss", what),
-            public_raw=b64url_decode(_claim(c, "pub", str, what)),
+            public_raw=_public_raw(c, what),
             serial=_claim(c, "jti", str, what),
             not_before_ms=_claim(c, "nbf", int, what) * 1000,
             not_after_ms=_claim(c, "exp", int, what) * 1000,
@@ -115,6 +115,16 @@ class CourtCertificate:
     @property
     def self_signed(self) -> bool:
         return self.court == self.issuer
+
+
+def _public_raw(claims: dict[str, Any], what: str) -> bytes:
+    try:
+        raw = b64url_decode(_claim(claims, "pub", str, what))
+    except InvalidInput as exc:
+        raise TrustError(f"{what}: pub: {exc.message}", reason="bad_certificate") from None
+    if len(raw) != 32:
+        raise TrustError(f"{what}: pub must be a 32-byte Ed25519 key, got {len(raw)} bytes", reason="bad_certificate")
+    return raw
 
 
 def issue_certificate(

@@ -179,6 +179,16 @@ class LinkSession:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._abandon_pipeline()
+
+    def _abandon_pipeline(self) -> None:
+        """Batches still being checked or committed when the link ends are not acked (the peer
+        resends them); retrieve their outcomes so a failed commit is not reported again as an
+        unretrieved future exception."""
+        for queue in (self._checking, self._committing):
+            while not queue.empty():
+                _seq, future = queue.get_nowait()
+                future.add_done_callback(_retrieve)
 
     async def _writer(self) -> None:
         while True:
@@ -324,6 +334,11 @@ def _pending(peer: str, cursor: int) -> Callable[[Connection], list[Any]]:
         return keep
 
     return read
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
