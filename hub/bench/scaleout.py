@@ -548,9 +548,12 @@ def fault_phase(
         if j - i >= bar:
             recovered_ms = t + window_ms - killed_ms
             break
-    # The rate after: from 2 s after the kills to the 90th percentile of the later answers (the
-    # stragglers the dead worker held, back after ack_wait, would stretch it).
-    cut = [t for t in after if t >= killed_ms + window_ms]
+    # The rate after: the backlog's answers from 2 s after the kills to their 90th percentile (the
+    # stragglers the dead worker held, back after ack_wait, would stretch it; the cases filed
+    # during the failover arrive at the filing rate, so they are left out).
+    backlog = {str(r["job_id"]) for r in deployment.jobs([first])}
+    cut = sorted(int(r["finished_at_ms"]) for r in rows if str(r["job_id"]) in backlog)
+    cut = [t for t in cut if t >= killed_ms + window_ms]
     cut = cut[: max(int(len(cut) * 0.9), 1)]
     rate_after = (len(cut) / max((cut[-1] - cut[0]) / 1000, 1e-3)) if len(cut) > 1 else 0.0
     buckets = collections.Counter((t - killed_ms) // 1000 for t in done if -5000 <= t - killed_ms < 15000)
