@@ -66,6 +66,10 @@ class ParentLink:
             except (CourtHubError, grpc.aio.AioRpcError, OSError, StopAsyncIteration) as exc:
                 self.last_error = _describe(exc)
                 log.info("link to %s down: %s", self.parent, self.last_error)
+            except Exception as exc:
+                # A bug must not end the link for good: log it in full and redial.
+                self.last_error = f"internal error: {type(exc).__name__}"
+                log.exception("link to %s failed", self.parent)
             self.state = "down"
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self.max_backoff_s)

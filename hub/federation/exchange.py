@@ -25,6 +25,7 @@ and reported like any other, but never interpreted.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,6 +51,7 @@ from hub.trust import TrustStore, below
 
 Event = tuple[str, dict[str, Any]]
 MAX_CLOCK_SKEW_MS = 3_600_000
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -449,7 +451,7 @@ class Exchange:
                     with tx.conn.begin_nested():
                         handler(Delivery(tx, opened, payload, self))
                         tx.flush()
-        except (CourtHubError, StatementError) as exc:
+        except Exception as exc:
             if isinstance(exc, StatementError) and _transient(exc):
                 raise  # the store itself failed: the batch is not acked and comes again
             # The savepoint undid the handler's writes; undo what it buffered in memory too.
@@ -458,11 +460,18 @@ class Exchange:
             del tx.events[n_events:], tx.callbacks[n_callbacks:]
             if isinstance(exc, CourtHubError):
                 self._refuse(tx, opened, from_hop, exc.reason, exc.message)
-            else:
+            elif isinstance(exc, StatementError):
                 # This envelope's content cannot be stored here (a value the database rejects):
                 # refusing it is final, where raising would block the link with endless resends.
                 reason = type(exc.orig or exc).__name__
                 self._refuse(tx, opened, from_hop, "unstorable", f"the store refused its content ({reason})")
+            else:
+                # A bug in the handler: refuse this one envelope (the origin gets a negative
+                # receipt and can send it again once fixed) rather than block the whole link.
+                log.exception("handler for %s failed on envelope %s", opened.kind, opened.id)
+                self._refuse(
+                    tx, opened, from_hop, "handler_failed", f"{opened.kind} handler failed: {type(exc).__name__}"
+                )
             return
         tx.audit.append(
             "received",
