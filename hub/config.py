@@ -124,6 +124,10 @@ class AgencySection(_Section):
     # queue to `court-hub worker` processes (scale-out).
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     node_worker: bool = True
+    # How long the queue waits for a worker's ack before giving its job to another worker (a
+    # killed worker's jobs wait this long). The node and every `court-hub worker` must agree:
+    # they all read it from this file.
+    ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
     # Who acts for the court in requests to agencies, unless a request names someone.
     judge_name: str = Field(default="执行指挥中心", min_length=1, max_length=50)
     judge_phone: str = ""

@@ -134,7 +134,7 @@ class AgencyService:
         self.plugin_config: dict[str, dict[str, Any]] = {}
         self.host = PluginHost({}, clock=node.clock)
         self.local = LocalPlugins({})
-        self.policy = RetryPolicy()
+        self.policy = RetryPolicy(ack_wait_s=node.config.agency.ack_wait_s)
         self.queue: JobQueue | None = None
         self.worker: Worker | None = None
         self._worker_stop = asyncio.Event()
