@@ -106,8 +106,15 @@ class FaultProxy:
                 self._server.close()
                 with contextlib.suppress(Exception):
                     await self._server.wait_closed()
+            # Connections still being served (or held by a stall) end here, not at interpreter exit.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()

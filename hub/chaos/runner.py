@@ -19,12 +19,16 @@ Phases:
 Convergence times, precisely:
 
 * **Recovery time of a fault** = from the instant the fault was healed (node restarted and serving,
-  proxy healed, simulator resumed or back to normal; for a nats-server kill, the kill itself — the
-  node heals it) until the first poll (every 0.5 s) at which everything the fault held up has gone
-  through: for node and link faults, no outbox row created at or before the heal instant is still
-  pending on any link of the faulted node (both directions); for a nats-server kill, a new
-  nats-server runs for the node and no agency job it created up to then is pending; for simulator
-  faults, no agency job for that agency created up to then is pending at any court.
+  node resumed, proxy healed, simulator resumed, restarted or back to normal; for a nats-server
+  kill, the kill itself — the node heals it) until the first poll (every 0.5 s) at which everything
+  the fault held up has gone through: for node faults (kill, pause), no outbox row created at or
+  before the heal instant is still pending on any link of the node, in either direction; for link
+  faults (cut, delay, stall), likewise on that one link; for a nats-server kill, a new nats-server
+  runs for the node and no agency job it created up to then is pending; for simulator faults, no
+  agency job for that agency created up to then is pending at any court. Faults may overlap (on
+  different targets): a fault whose path is still held by another one recovers only when both have
+  — e.g. a city killed while the province is paused — so the tail includes such combinations, and
+  agency retries wait out the job queue's backoff (2 s, 10 s, 60 s …).
 * **Final convergence** = from the end of the load phase (all faults healed) until the tree is
   quiet (phase 3).
 
