@@ -23,7 +23,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from hub.codes import CourtCode
 from hub.errors import InvalidInput
-from hub.natsserver import EmbeddedNats, nats_servers, stream_replicas, while_electing
+from hub.natsserver import EmbeddedNats, ensure_stream, nats_servers, stream_replicas, while_electing
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Bus:
             num_replicas=stream_replicas(self.nc),  # three on a cluster of three or more
         )
         # On a cluster, right after a server died, JetStream answers only once a leader is elected.
-        await while_electing("events stream", functools.partial(self.js.add_stream, events))
+        await while_electing("events stream", functools.partial(ensure_stream, self.js, events))
         self._task = asyncio.create_task(self._publisher(), name="bus-publisher")
         if self.server is not None:
             self._watchdog = asyncio.create_task(self._watch(), name="bus-watchdog")

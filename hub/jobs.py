@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -75,7 +74,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, 
 from hub.bus import court_token
 from hub.clock import Clock, SystemClock
 from hub.errors import InvalidInput
-from hub.natsserver import nats_servers, stream_replicas, while_electing
+from hub.natsserver import ensure_stream, nats_servers, stream_replicas, while_electing
 from hub.plugins.host import CallOutcome, PluginFailure, PluginHost
 from hub.plugins.models import ControlRequest, InquiryRequest, InvalidModel
 from hub.store import Store
@@ -568,7 +567,7 @@ async def ensure_streams(
         ),
     ]
     for config in configs:
-        await while_electing(f"stream {config.name}", functools.partial(_add_or_update_stream, js, config))
+        await while_electing(f"stream {config.name}", functools.partial(ensure_stream, js, config))
     for plugin in plugins:
         consumer = ConsumerConfig(
             durable_name=consumer_name(plugin),
@@ -581,34 +580,6 @@ async def ensure_streams(
         )
         add = functools.partial(js.add_consumer, jobs_stream(node_code), consumer)
         await while_electing(f"consumer {consumer.durable_name}", add)
-
-
-async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    wanted = config.num_replicas or 1
-    try:
-        await js.add_stream(config)
-        return
-    except nats.js.errors.APIError as exc:
-        if _placement_failed(exc) and wanted > 1:
-            log.warning("stream %s: %d replicas cannot be placed now (%s)", config.name, wanted, exc.description)
-            await _add_or_update_stream(js, dataclasses.replace(config, num_replicas=wanted - 1))
-            return
-        if not isinstance(exc, nats.js.errors.BadRequestError):
-            raise
-    try:  # it exists with another configuration (e.g. fewer replicas): update it in place
-        await js.update_stream(config)
-    except nats.js.errors.APIError as exc:
-        if not (_placement_failed(exc) and wanted > 1):
-            raise
-        log.warning(
-            "stream %s keeps its replicas for now: %d cannot be placed (%s)", config.name, wanted, exc.description
-        )
-
-
-def _placement_failed(exc: nats.js.errors.APIError) -> bool:
-    """JetStream could not put the replicas on enough servers (one is down or unknown)."""
-    text = (exc.description or "").lower()
-    return "insufficient resources" in text or "no suitable peers" in text or "replicas" in text
 
 
 async def connect_nats(url: str, name: str, **options: Any) -> Client:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -69,6 +70,8 @@ from hub.netutil import free_port
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.js.api import StreamConfig
+    from nats.js.client import JetStreamContext
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ __all__ = [
     "EmbeddedNats",
     "NatsCluster",
     "NatsServerError",
+    "ensure_stream",
     "find_nats_server",
     "nats_servers",
     "stream_replicas",
@@ -475,6 +479,39 @@ async def while_electing(what: str, step: Callable[[], Awaitable[Any]], limit_s:
             log.warning("JetStream not ready for %s (%s); trying again in %.1f s", what, exc.description, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create ``config``'s stream, or update it in place if it exists with another configuration.
+
+    If the cluster cannot place the wanted replicas right now (a server is down while the stream
+    is first created) it is created with fewer and a warning says so; a later start with every
+    server up raises them again (a stream's replicas can grow in place)."""
+    wanted = config.num_replicas or 1
+    try:
+        await js.add_stream(config)
+        return
+    except nats_js_errors.APIError as exc:
+        if _placement_failed(exc) and wanted > 1:
+            log.warning("stream %s: %d replicas cannot be placed now (%s)", config.name, wanted, exc.description)
+            await ensure_stream(js, dataclasses.replace(config, num_replicas=wanted - 1))
+            return
+        if not isinstance(exc, nats_js_errors.BadRequestError):
+            raise
+    try:  # it exists with another configuration (e.g. fewer replicas): update it in place
+        await js.update_stream(config)
+    except nats_js_errors.APIError as exc:
+        if not (_placement_failed(exc) and wanted > 1):
+            raise
+        log.warning(
+            "stream %s keeps its replicas for now: %d cannot be placed (%s)", config.name, wanted, exc.description
+        )
+
+
+def _placement_failed(exc: nats_js_errors.APIError) -> bool:
+    """JetStream could not put the replicas on enough servers (one is down or unknown)."""
+    text = (exc.description or "").lower()
+    return "insufficient resources" in text or "no suitable peers" in text or "replicas" in text
 
 
 class NatsCluster:
