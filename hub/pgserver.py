@@ -38,7 +38,8 @@ class PostgresError(Unavailable):
     """The throwaway PostgreSQL cluster could not be created, started or used."""
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
+    """A PostgreSQL server binary from PATH, else from Debian's versioned directory (newest)."""
     found = shutil.which(name)
     if found:
         return found
@@ -92,7 +93,7 @@ class TempPostgres:
                 raise PostgresError(f"running as root but there is no {_PG_OS_USER!r} OS user for initdb") from None
             for path in (self.base, self.sock):
                 os.chown(path, pg.pw_uid, pg.pw_gid)
-        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
         self._run(
             [initdb, "-D", str(self.data), "-A", "trust", "-U", PG_USER, "-E", "UTF8", "--locale=C", "--no-sync"],
             "initdb",
@@ -127,7 +128,7 @@ class TempPostgres:
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
         if self._started:
-            self._run([_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], "pg_ctl stop", check=False)
+            self._run([binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], "pg_ctl stop", check=False)
             self._started = False
         shutil.rmtree(self.base, ignore_errors=True)
 

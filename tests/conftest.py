@@ -27,6 +27,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from hub.netutil import free_port
+from hub.pgserver import PostgresError
+from hub.pgserver import binary as pg_binary
 
 # --------------------------------------------------------------------------- Hypothesis
 
@@ -46,21 +48,10 @@ _PG_OS_USER = "postgres"  # initdb refuses to run as root (DESIGN.md §7)
 
 def _pg_binary(name: str) -> str:
     """``initdb``/``pg_ctl`` from PATH, else from Debian's versioned directory; fail if absent."""
-    found = shutil.which(name)
-    if found:
-        return found
-    versioned = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else -1,
-        reverse=True,
-    )
-    if versioned:
-        return str(versioned[0])
-    pytest.fail(
-        f"PostgreSQL's '{name}' is not on PATH (nor in /usr/lib/postgresql/*/bin): the PostgreSQL tests "
-        "need the server binaries (Debian: apt-get install postgresql)",
-        pytrace=False,
-    )
+    try:
+        return pg_binary(name)
+    except PostgresError as exc:
+        pytest.fail(f"{exc.message}: the PostgreSQL tests need the server binaries", pytrace=False)
 
 
 def _as_pg_user(cmd: list[str]) -> list[str]:

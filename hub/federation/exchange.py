@@ -420,16 +420,7 @@ class Exchange:
             self._enqueue(tx, opened, plan.hops)
             if not opened.spec.known:
                 tx.events.append(("envelope.unknown_kind", {"envelope_id": opened.id, "kind": opened.kind}))
-            tx.audit.append(
-                "relayed",
-                tx.now_ms,
-                envelope_id=opened.id,
-                kind=opened.kind,
-                origin=str(opened.origin),
-                peer=str(from_hop),
-                detail={"hops": [str(h) for h in plan.hops]},
-                raw=opened.raw(),
-            )
+            _audit_envelope(tx, "relayed", opened, from_hop, {"hops": [str(h) for h in plan.hops]})
         if plan.local:
             self._deliver(tx, opened, from_hop)
 
@@ -473,15 +464,7 @@ class Exchange:
                     tx, opened, from_hop, "handler_failed", f"{opened.kind} handler failed: {type(exc).__name__}"
                 )
             return
-        tx.audit.append(
-            "received",
-            tx.now_ms,
-            envelope_id=opened.id,
-            kind=opened.kind,
-            origin=str(opened.origin),
-            peer=str(from_hop) if from_hop else None,
-            raw=opened.raw(),
-        )
+        _audit_envelope(tx, "received", opened, from_hop)
         if spec.receipt:
             self.emit(
                 tx,
@@ -496,16 +479,7 @@ class Exchange:
     def _keep_unknown(self, tx: Tx, opened: Opened, from_hop: CourtCode | None) -> None:
         """A kind from a newer peer reached its destination: keep it (audit holds the raw envelope)
         and report it, so an operator sees that a neighbour speaks something this node does not."""
-        tx.audit.append(
-            "received_unknown_kind",
-            tx.now_ms,
-            envelope_id=opened.id,
-            kind=opened.kind,
-            origin=str(opened.origin),
-            peer=str(from_hop) if from_hop else None,
-            detail={"schema_version": opened.header.schema_version},
-            raw=opened.raw(),
-        )
+        _audit_envelope(tx, "received_unknown_kind", opened, from_hop, {"schema_version": opened.header.schema_version})
         tx.events.append(("envelope.unknown_kind", {"envelope_id": opened.id, "kind": opened.kind}))
 
     def _check_authority(self, opened: Opened) -> None:
@@ -521,16 +495,7 @@ class Exchange:
             )
 
     def _refuse(self, tx: Tx, opened: Opened, from_hop: CourtCode | None, reason: str, message: str) -> None:
-        tx.audit.append(
-            "rejected",
-            tx.now_ms,
-            envelope_id=opened.id,
-            kind=opened.kind,
-            origin=str(opened.origin),
-            peer=str(from_hop) if from_hop else None,
-            detail={"reason": reason, "message": message},
-            raw=opened.raw(),
-        )
+        _audit_envelope(tx, "rejected", opened, from_hop, {"reason": reason, "message": message})
         tx.events.append(("envelope.rejected", {"envelope_id": opened.id, "reason": reason, "message": message}))
         if opened.spec.receipt and opened.origin != self.me:
             # The origin learns of the refusal from a signed negative receipt.
@@ -623,6 +588,22 @@ class Exchange:
             log.flush()
 
         return work
+
+
+def _audit_envelope(
+    tx: Tx, action: str, opened: Opened, from_hop: CourtCode | None, detail: dict[str, Any] | None = None
+) -> None:
+    """An audit entry about a received envelope, with the raw sealed bytes as evidence."""
+    tx.audit.append(
+        action,
+        tx.now_ms,
+        envelope_id=opened.id,
+        kind=opened.kind,
+        origin=str(opened.origin),
+        peer=str(from_hop) if from_hop else None,
+        detail=detail,
+        raw=opened.raw(),
+    )
 
 
 def _transient(exc: StatementError) -> bool:
