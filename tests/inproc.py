@@ -6,9 +6,12 @@ restarts) is tested with ``hub.localtree``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, func, select
 
 from hub import provision
 from hub.clock import FixedClock, SystemClock
@@ -28,16 +31,27 @@ class InProcTree:
 
     async def settle(self, predicate: object, limit_s: float = 20.0) -> None:
         """Wait (in real time) until ``predicate()`` (sync or async) is true."""
-        deadline = asyncio.get_running_loop().time() + limit_s
-        while True:
-            result = predicate()  # type: ignore[operator]
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("condition not reached in time")
-            await asyncio.sleep(0.05)
+        await until(predicate, "condition", limit_s)
+
+
+async def until(predicate: Any, what: str, limit_s: float = 60.0) -> None:
+    """Wait (in real time) until ``predicate()`` (sync or async) is true; TimeoutError naming
+    ``what`` otherwise."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"not reached within {limit_s}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def count(table: Any, *where: Any) -> Callable[[Connection], int]:
+    """A read returning how many rows of ``table`` match ``where``."""
+    return lambda conn: int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
 @asynccontextmanager

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from inproc import count, until
+from sqlalchemy import event
 
 from hub import provision
 from hub.clock import FixedClock, SystemClock
@@ -143,23 +144,6 @@ async def pair(base: Path, child_store_url: str) -> AsyncIterator[tuple[Node, No
             await node.stop(0.5)
 
 
-async def until(predicate: Any, what: str, limit_s: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"not reached within {limit_s}s: {what}")
-        await asyncio.sleep(0.05)
-
-
-def _count(table: Any, *where: Any) -> Any:
-    return lambda conn: conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
-
-
 async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart(
     tmp_path: Path, volume: Volume, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -170,16 +154,16 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart
             volume.watch(child.store)
         await until(lambda: parent.router.parent is None and child.router.parent in child.sessions, "link up")
         to_parent = Target.to_court(parent.me)
-        own_to_parent = _count(outbox, outbox.c.next_hop == str(parent.me), outbox.c.kind == "bench")
-        own_sent = _count(audit, audit.c.action == "sent", audit.c.kind == "bench")
+        own_to_parent = count(outbox, outbox.c.next_hop == str(parent.me), outbox.c.kind == "bench")
+        own_sent = count(audit, audit.c.action == "sent", audit.c.kind == "bench")
 
         async def bench_at_child() -> int:
-            n: int = await child.store.read(_count(inbox, inbox.c.kind == "bench"))
+            n: int = await child.store.read(count(inbox, inbox.c.kind == "bench"))
             return n
 
         async def pending_at_parent() -> int:
             hop = str(child.me)
-            n: int = await parent.store.read(_count(outbox, outbox.c.next_hop == hop, outbox.c.state == "pending"))
+            n: int = await parent.store.read(count(outbox, outbox.c.next_hop == hop, outbox.c.state == "pending"))
             return n
 
         await parent.bench.emit({"count": BEFORE, "size": 512, "to": str(child.me), "wait": True})
@@ -224,7 +208,7 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers_without_restart
         await until(lambda: child.bench.received == BEFORE + DURING, "the backlog delivered after space returned")
         await until(lambda: _zero(pending_at_parent), "every envelope acked at the parent")
         assert await bench_at_child() == BEFORE + DURING  # each id once (it is the inbox key) …
-        executed = await child.store.read(_count(audit, audit.c.action == "received", audit.c.kind == "bench"))
+        executed = await child.store.read(count(audit, audit.c.action == "received", audit.c.kind == "bench"))
         assert executed == BEFORE + DURING  # … and each executed once, resends deduped
         # The node's own writes work again, on the same writer.
         await child.exchange.originate("bench", to_parent, ppb.BenchPayload(pad=b"after"))

@@ -9,22 +9,15 @@ the link go on; so is a bug in the handler (``handler_failed``). A failure of th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from inproc import inproc_tree
-from sqlalchemy import Connection, func, insert, select
+from inproc import count, inproc_tree
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 
 from hub.federation.exchange import Delivery
 from hub.localtree import NodeSpec
 from hub.store.schema import audit, children, outbox
-
-
-def _count(table: Any, *where: Any) -> Callable[[Connection], int]:
-    return lambda conn: int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
 
 SPECS = [NodeSpec("豫", "河南省高级人民法院"), NodeSpec("豫14", "商丘市中级人民法院", "豫")]
 
@@ -84,7 +77,7 @@ async def test_handler_database_errors_refuse_content_and_retry_the_store(tmp_pa
             ("unstorable", "the store refused its content (IntegrityError)"),
             ("handler_failed", "bench handler failed: KeyError"),
         ]
-        executed = await child.store.read(_count(audit, audit.c.action == "received", audit.c.kind == "bench"))
+        executed = await child.store.read(count(audit, audit.c.action == "received", audit.c.kind == "bench"))
         assert executed == 2
         # The forbidden write was undone with its savepoint: only the node's real child row is there.
         names = await child.store.read(lambda c: c.execute(select(children.c.name)).scalars().all())

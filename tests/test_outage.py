@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
+from inproc import count, until
 from sqlalchemy import Connection, func, select, update
 
 from hub import provision
@@ -121,23 +121,6 @@ async def pair(base: Path) -> AsyncIterator[Pair]:
         await nodes.stop()
 
 
-async def until(predicate: Callable[[], Any], what: str, limit_s: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"not reached within {limit_s}s: {what}")
-        await asyncio.sleep(0.05)
-
-
-def _count(table: Any, *where: Any) -> Callable[[Connection], int]:
-    return lambda conn: int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
-
-
 async def _bench(node: Node, to: Node, count: int) -> list[str]:
     """``count`` bench envelopes node → to, committed; their ids in sending order."""
     before = await node.store.read(lambda c: int(c.execute(select(func.max(outbox.c.id))).scalar() or 0))
@@ -161,7 +144,7 @@ async def _lose_acks(parent: Node, ids: list[str]) -> None:
 
 
 async def _drained(parent: Node, child: Node) -> bool:
-    n = await parent.store.read(_count(outbox, outbox.c.next_hop == str(child.me), outbox.c.state == "pending"))
+    n = await parent.store.read(count(outbox, outbox.c.next_hop == str(child.me), outbox.c.state == "pending"))
     return n == 0
 
 
@@ -217,7 +200,7 @@ async def test_outage_longer_than_the_retention_ends_in_refusals_not_loss_or_rep
         fresh = await _bench(parent, child, 10)  # queued after the retention, still in the outage
         child = await nodes.start_child()  # its maintenance prunes on start; once more here
         await prune(child)
-        remembered = await child.store.read(_count(inbox, inbox.c.envelope_id.in_(executed_before)))
+        remembered = await child.store.read(count(inbox, inbox.c.envelope_id.in_(executed_before)))
         assert remembered == 0  # the dedupe ids of the 30 are forgotten: only their age protects now
 
         await until(lambda: _drained(parent, child), "the backlog settled after reconnect")
@@ -248,7 +231,7 @@ async def test_outage_longer_than_the_retention_ends_in_refusals_not_loss_or_rep
             ).one()
         )
         assert delivery.state == "rejected" and delivery.reason.startswith("stale_envelope:")
-        peer_audit = await parent.store.read(_count(audit, audit.c.action == "rejected_by_peer"))
+        peer_audit = await parent.store.read(count(audit, audit.c.action == "rejected_by_peer"))
         assert peer_audit == len(old)
 
 
@@ -273,9 +256,9 @@ async def test_stale_envelope_the_inbox_still_remembers_is_acked_as_a_duplicate(
 
         assert await child.store.read(_executed) == late  # once each
         assert child.sessions[parent.me].stats.duplicates == len(late)
-        rejected = await child.store.read(_count(audit, audit.c.action == "rejected"))
+        rejected = await child.store.read(count(audit, audit.c.action == "rejected"))
         assert rejected == 0
-        states = await parent.store.read(
+        states: dict[str, int] = await parent.store.read(
             lambda c: dict(c.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())
         )
         assert states == {"delivered": len(late)}
