@@ -37,6 +37,7 @@ from typing import Any
 
 from hub.config import Home
 from hub.errors import ConfigError, InvalidInput
+from hub.natsserver import pid_alive
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -228,13 +229,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _alive(pid_file: Path) -> bool:
     try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # alive, owned by someone else
+        return pid_alive(int(pid_file.read_text().strip()))
     except (ValueError, OSError):
         return False
-    return True
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def _tail(path: Path, start: int, lines: int = 25) -> str:
     return "\n".join(kept) if kept else "(log is empty)"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie (Linux /proc)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -384,9 +384,9 @@ class EmbeddedNats:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

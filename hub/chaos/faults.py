@@ -23,7 +23,7 @@ from hub.chaos.schedule import NODE_KILLS, Fault, FaultKind
 from hub.config import Home
 from hub.faultproxy import FaultProxy
 from hub.localtree import LocalTree
-from hub.natsserver import PID_NAME
+from hub.natsserver import PID_NAME, pid_alive
 from plugins.agency.sim import SimulatorProcess
 
 
@@ -111,7 +111,7 @@ class Injector:
             pid = int(path.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def inject(self, fault: Fault) -> Active:
         kind, target = fault.kind, fault.target
@@ -196,11 +196,3 @@ class Injector:
         for court in self.tree.order:
             if not self.tree.running(court):
                 self.tree.start(court, timeout=120)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -59,17 +59,10 @@ from hub.chaos.load import BANK_LEAVES, Workload
 from hub.chaos.schedule import LINK_FAULTS, NODE_KILLS, SIM_FAULTS, Fault, FaultKind, TreeShape, make_schedule
 from hub.config import Home
 from hub.faultproxy import FaultProxy
-from hub.localtree import LocalTree, NodeSpec
+from hub.localtree import DEMO_TREE, LocalTree, NodeSpec
 
-CHAOS_TREE = [
-    NodeSpec("豫", "河南省高级人民法院"),
-    NodeSpec("豫14", "商丘市中级人民法院", "豫"),
-    NodeSpec("豫01", "郑州市中级人民法院", "豫"),
-    NodeSpec("豫1402", "商丘市梁园区人民法院", "豫14"),
-    NodeSpec("豫1403", "商丘市睢阳区人民法院", "豫14"),
-    NodeSpec("豫0102", "郑州市中原区人民法院", "豫01"),
-    NodeSpec("豫0103", "郑州市二七区人民法院", "豫01"),
-]
+# The demo's tree and one more basic court, so each city relays for two.
+CHAOS_TREE = [*DEMO_TREE, NodeSpec("豫0103", "郑州市二七区人民法院", "豫01")]
 AGENCIES = ("bank", "land", "public_security", "telecom")
 SIM_SEED = 7
 PLUGIN_TIMEOUT_S = 5.0
