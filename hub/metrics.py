@@ -44,6 +44,12 @@ class Metrics:
             "courthub_outbox_oldest_unacked_seconds", "Age of the oldest unacked envelope", ["link"], registry=r
         )
         self.events = Counter("courthub_events_total", "Events published on the bus", ["event"], registry=r)
+        self.link_throttled = Counter(
+            "courthub_link_throttled_seconds_total",
+            "Seconds a link's reads were paused by its rate limit (backpressure on a flooding child)",
+            ["link"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

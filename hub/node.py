@@ -315,6 +315,9 @@ class Node:
         for reason in rejected:
             self.metrics.envelopes_rejected.labels(reason).inc()
 
+    def count_throttled(self, peer: CourtCode, seconds: float) -> None:
+        self.metrics.link_throttled.labels(str(peer)).inc(seconds)
+
     # -- handlers ------------------------------------------------------------------------------
     def _on_chain_head(self, delivery: Any) -> None:
         from hub.maintenance import record_chain_head

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from hub import provision
 from hub.codes import CourtCode
 from hub.federation.envelope import Target
-from hub.federation.ratelimit import TokenBucket, throttled_counter
+from hub.federation.ratelimit import TokenBucket
 from hub.localtree import NodeSpec
 from hub.netutil import free_port
 from hub.proto.courthub.v1 import link_pb2 as lpb
@@ -133,7 +133,7 @@ async def test_flooding_child_is_rate_limited_without_starving_its_sibling(tmp_p
         for t, n in samples:
             assert n <= BURST + RATE * (t - started) + PER_BATCH, (t - started, n)
         assert session.stats.throttled_s > 0
-        assert throttled_counter(parent.metrics.registry).labels("豫1402")._value.get() > 0
+        assert parent.metrics.link_throttled.labels("豫1402")._value.get() > 0
         # Nothing dropped, nothing refused, nothing twice: every acked envelope is in the inbox once.
         assert all(not a.ack.rejections for a in acks)
         assert sorted(a.ack.seq for a in acks) == list(range(1, BATCHES + 1))

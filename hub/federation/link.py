@@ -37,7 +37,7 @@ from hub.codes import CourtCode
 from hub.config import Config
 from hub.errors import CourtHubError, InvalidInput, StoreError
 from hub.federation.exchange import Accepted, Exchange
-from hub.federation.ratelimit import TokenBucket, throttled_counter
+from hub.federation.ratelimit import TokenBucket
 from hub.proto.courthub.v1 import envelope_pb2 as epb
 from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.store import Store
@@ -82,6 +82,8 @@ class LinkHost(Protocol):
     def count_sent(self, peer: CourtCode, n: int) -> None: ...
 
     def count_received(self, peer: CourtCode, new: int, duplicates: int, rejected: list[str]) -> None: ...
+
+    def count_throttled(self, peer: CourtCode, seconds: float) -> None: ...
 
 
 def decode_frame(raw: bytes, wrapper: type[lpb.ConnectRequest] | type[lpb.ConnectResponse]) -> lpb.Frame:
@@ -227,10 +229,7 @@ class LinkSession:
             self.stats.last_heard_ms = self._now_ms()
         self.stats.throttled_s += waited
         self.stats.throttled_batches += 1
-        metrics = getattr(self.host, "metrics", None)
-        registry = getattr(metrics, "registry", None)
-        if registry is not None:
-            throttled_counter(registry).labels(str(self.peer)).inc(waited)
+        self.host.count_throttled(self.peer, waited)
 
     # -- sending ------------------------------------------------------------------------------
     async def _pump(self) -> None:

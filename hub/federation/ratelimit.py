@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Callable
-
-from prometheus_client import CollectorRegistry, Counter
 
 
 class TokenBucket:
@@ -75,21 +72,3 @@ class TokenBucket:
             self.throttled += 1
         self.take(n)
         return waited
-
-
-_THROTTLED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
-def throttled_counter(registry: CollectorRegistry) -> Counter:
-    """``courthub_link_throttled_seconds_total{link}`` in a node's registry (created on first use,
-    so the metric exists wherever link sessions run without the metrics module knowing of it)."""
-    counter = _THROTTLED.get(registry)
-    if counter is None:
-        counter = Counter(
-            "courthub_link_throttled_seconds_total",
-            "Seconds a link's reads were paused by its rate limit (backpressure on a flooding child)",
-            ["link"],
-            registry=registry,
-        )
-        _THROTTLED[registry] = counter
-    return counter
