@@ -128,6 +128,18 @@ class AgencySection(_Section):
     # killed worker's jobs wait this long). The node and every `court-hub worker` must agree:
     # they all read it from this file.
     ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    # An agency call that fails (unreachable, timed out, refused as busy) is tried this many times
+    # in all, waiting retry_backoff_s[i] before attempt i + 2 (the last delay repeats).
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_s: list[float] = Field(default_factory=lambda: [2.0, 10.0, 60.0, 300.0], min_length=1, max_length=20)
+
+    @field_validator("retry_backoff_s")
+    @classmethod
+    def _backoff(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= d <= 86_400 for d in value):
+            raise ValueError("every delay must be between 0 and 86400 seconds")
+        return value
+
     # Who acts for the court in requests to agencies, unless a request names someone.
     judge_name: str = Field(default="执行指挥中心", min_length=1, max_length=50)
     judge_phone: str = ""

@@ -143,3 +143,32 @@ def test_env_override_is_validated_too(tmp_path: Path) -> None:
 def test_config_model_rejects_extra_top_level_keys() -> None:
     with pytest.raises(ValueError):
         Config.model_validate({"node": {"court": "豫14", "name": "x", "listen": "h:1"}, "extra": {}})
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("[agency]\nretry_backoff_s = [2, -1]\n", "agency.retry_backoff_s"),
+        ("[agency]\nretry_backoff_s = []\n", "agency.retry_backoff_s"),
+        ("[agency]\nmax_attempts = 0\n", "agency.max_attempts"),
+        ("[agency]\nack_wait_s = 0.1\n", "agency.ack_wait_s"),
+    ],
+)
+def test_bad_agency_retry_settings(tmp_path: Path, section: str, key: str) -> None:
+    message = _error(_home(tmp_path, VALID + "\n" + section))
+    assert key in message, message
+
+
+@pytest.mark.parametrize("name", ["\\u0000", "\\u001b[31m", "\\r\\n"])
+def test_court_name_with_control_characters(tmp_path: Path, name: str) -> None:
+    message = _error(_home(tmp_path, VALID.replace('name = "', f'name = "{name}', 1)))
+    assert "node.name" in message and "control character" in message, message
+
+
+def test_agency_retry_settings_reach_the_job_queue(tmp_path: Path) -> None:
+    from hub.agency.service import retry_policy
+
+    home = _home(tmp_path, VALID + "\n[agency]\nmax_attempts = 3\nretry_backoff_s = [1, 5]\nack_wait_s = 12\n")
+    policy = retry_policy(home.load().agency)
+    assert (policy.max_attempts, policy.backoff_s, policy.ack_wait_s) == (3, (1.0, 5.0), 12.0)
+    assert policy.delay(5) == 5.0  # the last delay repeats

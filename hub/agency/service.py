@@ -51,6 +51,7 @@ from hub.agency.routing import (
 )
 from hub.agency.schema import LOCAL, PENDING, RELAY, case_inquiries, cases, measures, served_requests
 from hub.codes import CaseNumber, CourtCode
+from hub.config import AgencySection
 from hub.errors import AuthorityError, InvalidInput, NotFound
 from hub.federation.envelope import Target
 from hub.federation.exchange import Delivery, Tx
@@ -134,7 +135,7 @@ class AgencyService:
         self.plugin_config: dict[str, dict[str, Any]] = {}
         self.host = PluginHost({}, clock=node.clock)
         self.local = LocalPlugins({})
-        self.policy = RetryPolicy(ack_wait_s=node.config.agency.ack_wait_s)
+        self.policy = retry_policy(node.config.agency)
         self.queue: JobQueue | None = None
         self.worker: Worker | None = None
         self._worker_stop = asyncio.Event()
@@ -1149,3 +1150,13 @@ class AgencyService:
                 "inquiry_timeout_s": self.settings.inquiry_timeout_s,
             },
         }
+
+
+def retry_policy(settings: AgencySection) -> RetryPolicy:
+    """The job queue's retry policy from ``[agency]``: the node and every ``court-hub worker``
+    build it from the same config.toml, so they agree on attempts, backoff and ack window."""
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        backoff_s=tuple(settings.retry_backoff_s),
+        ack_wait_s=settings.ack_wait_s,
+    )

@@ -448,8 +448,8 @@ def worker(
     """
     from importlib.metadata import entry_points
 
-    from hub.agency.service import close_plugins
-    from hub.jobs import RetryPolicy, run_worker
+    from hub.agency.service import close_plugins, retry_policy
+    from hub.jobs import run_worker
     from hub.natsserver import nats_servers
     from hub.plugins.hookspec import ENTRY_POINT_GROUP
     from hub.plugins.host import PluginHost
@@ -507,7 +507,7 @@ def worker(
                 plugins=names,
                 concurrency=in_flight,
                 sweep_interval_s=None,
-                policy=RetryPolicy(ack_wait_s=config.agency.ack_wait_s),
+                policy=retry_policy(config.agency),
             )
             s = w.stats
             console.print(f"worker stopped: handled {s.handled}, answered {s.answered}, retried {s.retried}")
