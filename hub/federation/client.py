@@ -15,7 +15,7 @@ from hub.backup import SKEW_MARGIN_MS
 from hub.codes import CourtCode
 from hub.errors import CourtHubError, InvalidInput, TrustError
 from hub.federation.link import MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, LinkSession, decode_frame
-from hub.federation.server import SERVICE, auth_content
+from hub.federation.server import HANDSHAKE_TIMEOUT_S, SERVICE, auth_content
 from hub.proto.courthub.v1 import link_pb2 as lpb
 from hub.seal import seal
 from hub.tls import LINK_TLS_NAME
@@ -62,7 +62,13 @@ class ParentLink:
                 await self._once()
                 backoff = 0.2
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the node is stopping
+                # grpc.aio raises CancelledError from a call it cancelled itself (its stream
+                # cancelled under a read or write): that ends this link, never the redial loop.
+                self.last_error = "the link's call was cancelled"
+                log.info("link to %s down: %s", self.parent, self.last_error)
             except (CourtHubError, grpc.aio.AioRpcError, OSError, StopAsyncIteration) as exc:
                 self.last_error = _describe(exc)
                 log.info("link to %s down: %s", self.parent, self.last_error)
@@ -102,14 +108,14 @@ class ParentLink:
                     )
                 )
             )
-            challenge = await anext(frames)
+            challenge = await asyncio.wait_for(anext(frames), HANDSHAKE_TIMEOUT_S)
             _expect(challenge, "challenge")
             if challenge.challenge.court != str(self.parent):
                 raise TrustError(f"expected parent {self.parent}, the link answered as {challenge.challenge.court}")
             version = _check_version(challenge.challenge.protocol_version)
             signature = seal(node.key, str(node.me), auth_content(challenge.challenge.nonce, self.parent, node.me))
             await send(lpb.Frame(auth=lpb.Auth(signature=signature)))
-            welcome = await anext(frames)
+            welcome = await asyncio.wait_for(anext(frames), HANDSHAKE_TIMEOUT_S)
             _expect(welcome, "welcome")
             if version >= 2:
                 # The parent reset what it had delivered to this restored node before welcoming it.
@@ -162,4 +168,6 @@ def _describe(exc: BaseException) -> str:
         return f"{exc.code().name}: {exc.details()}"
     if isinstance(exc, StopAsyncIteration):
         return "parent closed the stream"
+    if isinstance(exc, TimeoutError):
+        return "the parent did not complete the handshake in time"
     return str(exc)
